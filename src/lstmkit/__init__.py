@@ -1,0 +1,15 @@
+"""lstmkit: the LSTM layer, implemented in the open.
+
+``lstmkit.LSTM`` and ``lstmkit.LSTMCell`` are drop-ins for ``torch.nn.LSTM`` and
+``torch.nn.LSTMCell`` (same arguments, parameter names, outputs, gradients and errors),
+computed by lstmkit's own code: one cell function (:mod:`lstmkit.cell`), one recurrence
+(:mod:`lstmkit.backends`), layers and directions around it (:mod:`lstmkit.functional`).
+"""
+
+from .cell import lstm_cell
+from .functional import LayerWeights
+from .lstm import LSTM
+from .lstm_cell import LSTMCell
+
+__all__ = ["LSTM", "LSTMCell", "LayerWeights", "lstm_cell"]
+__version__ = "0.1.0"

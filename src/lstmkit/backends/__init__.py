@@ -1,0 +1,64 @@
+"""Backends: interchangeable implementations of the one recurrence.
+
+Every backend implements :class:`~lstmkit.backends.contract.Recurrence` and nothing
+else. ``backend="auto"`` picks the fastest backend that supports the call; an explicit
+name that cannot serve the call raises ``NotImplementedError`` saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from . import reference
+from .contract import Recurrence
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A named recurrence and the test of whether it can serve a call.
+
+    ``unsupported(xg)`` returns ``None`` when the backend can run on ``xg`` (its
+    dtype, device and autograd state), else a short reason.
+    """
+
+    name: str
+    run: Recurrence
+    unsupported: Callable[[Tensor], str | None]
+
+
+def _always(xg: Tensor) -> str | None:
+    return None
+
+
+BACKENDS: dict[str, Backend] = {
+    "reference": Backend("reference", reference.run_recurrence, _always),
+}
+
+#: Preference order for ``backend="auto"``: the first that supports the call wins.
+AUTO_ORDER: tuple[str, ...] = ("reference",)
+
+BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
+
+
+def check_backend_name(backend: object) -> str:
+    """Validate a ``backend=`` argument at construction time."""
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {list(BACKEND_NAMES)}, got {backend!r}")
+    return backend
+
+
+def select(backend: str, xg: Tensor) -> Recurrence:
+    """The recurrence to run ``xg`` with: ``backend`` itself, or the best one for ``auto``."""
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            if BACKENDS[name].unsupported(xg) is None:
+                return BACKENDS[name].run
+        return BACKENDS["reference"].run
+    chosen = BACKENDS[check_backend_name(backend)]
+    reason = chosen.unsupported(xg)
+    if reason is not None:
+        raise NotImplementedError(f"backend {backend!r} cannot run this call: {reason}")
+    return chosen.run

@@ -1,0 +1,47 @@
+"""What a backend implements: the recurrence of one layer in one direction.
+
+A backend is a function::
+
+    run_recurrence(xg, h0, c0, weight_hh, weight_hr=None, *, lengths=None, reverse=False)
+        -> (ys, h_n, c_n)
+
+Shapes (T time, B batch, H hidden, P width of h)::
+
+    xg        (T, B, 4H)   x W_ih^T + b_ih + b_hh for every step, computed before the loop
+    h0, c0    (B, P), (B, H)
+    weight_hh (4H, P)      weight_hr (P, H) or None
+    lengths   (B,) int64 on xg's device, or None (every sequence has length T)
+    ys        (T, B, P)    h_t for every step; zeros where t >= lengths[b]
+    h_n, c_n  (B, P), (B, H): the state after each sequence's own last step
+
+``reverse=True`` walks t = T-1..0, each sequence starting from its own last step.
+Everything else (layers, directions, dropout, packing, layouts) lives in
+:mod:`lstmkit.functional` and the modules, once, for every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+class Recurrence(Protocol):
+    def __call__(
+        self,
+        xg: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        weight_hh: Tensor,
+        weight_hr: Tensor | None = None,
+        *,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+def valid_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``(T, B, 1)`` bool: True where step t lies inside sequence b (t < lengths[b])."""
+    t = torch.arange(steps, device=lengths.device)
+    return (t[:, None] < lengths[None, :]).unsqueeze(-1)

@@ -1,0 +1,66 @@
+"""The LSTM cell: one time step, as a pure function of tensors.
+
+This is the whole of the LSTM's mathematics. Every module and backend in lstmkit
+computes exactly this (the ``reference`` backend calls it; faster backends are
+checked against it).
+
+Shape legend: ``B`` batch, ``I`` input features, ``H`` hidden units, ``P`` width of
+``h`` (``proj_size`` when projecting, else ``H``).
+
+Equations, gates in torch's order ``i, f, g, o``::
+
+    gates = x_t W_ih^T + b_ih + b_hh  +  h_{t-1} W_hh^T       # (B, 4H)
+    i, f, o = sigmoid(gates_i), sigmoid(gates_f), sigmoid(gates_o)
+    g       = tanh(gates_g)
+    c_t = f * c_{t-1} + i * g                                  # (B, H)
+    h_t = o * tanh(c_t)                                        # (B, H)
+    h_t = h_t W_hr^T                      (only when proj_size > 0: (B, P))
+
+The input part ``x_t W_ih^T + b_ih + b_hh`` is computed for all time steps at once,
+outside the time loop (:func:`lstmkit.functional.input_projection`); the cell receives
+it as ``xg``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def lstm_cell(
+    xg: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step from the projected input.
+
+    Args:
+        xg: ``x_t W_ih^T + b_ih + b_hh``, shape ``(B, 4H)``.
+        h: previous hidden state ``h_{t-1}``, shape ``(B, P)``.
+        c: previous cell state ``c_{t-1}``, shape ``(B, H)``.
+        weight_hh: recurrent weights ``W_hh``, shape ``(4H, P)``.
+        weight_hr: projection weights ``W_hr``, shape ``(P, H)``, or ``None``.
+
+    Returns:
+        ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
+
+    Example:
+        >>> B, H = 3, 5
+        >>> h, c = lstm_cell(torch.randn(B, 4 * H), torch.zeros(B, H), torch.zeros(B, H),
+        ...                  torch.randn(4 * H, H))
+        >>> h.shape, c.shape
+        (torch.Size([3, 5]), torch.Size([3, 5]))
+    """
+    gates = torch.addmm(xg, h, weight_hh.t())  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
+    i = torch.sigmoid(i)
+    f = torch.sigmoid(f)
+    g = torch.tanh(g)
+    o = torch.sigmoid(o)
+    c = f * c + i * g
+    h = o * torch.tanh(c)
+    if weight_hr is not None:
+        h = h @ weight_hr.t()  # (B, P)
+    return h, c

@@ -1,0 +1,108 @@
+"""The functional LSTM: layers and directions around the one recurrence.
+
+For people who hold their own weights. Input is already normalised: seq-first, padded,
+with optional per-sequence ``lengths``; :class:`lstmkit.LSTM` does the rest (layouts,
+unbatched input, ``PackedSequence``, checks) and calls :func:`lstm`.
+
+Shape legend: ``T`` time, ``B`` batch, ``I`` input features, ``H`` hidden units,
+``P`` width of h (``proj_size`` or ``H``), ``L`` layers, ``D`` directions (1 or 2).
+
+For layer ``l`` and direction ``d`` (index ``k = l*D + d``)::
+
+    xg   = x W_ih^T + b_ih + b_hh                  # (T, B, 4H): one GEMM, outside the loop
+    ys_k = recurrence(xg, h0[k], c0[k], W_hh, W_hr, reverse=(d == 1))   # (T, B, P)
+    x    = concat_d(ys)                            # (T, B, D*P): next layer's input
+    x    = dropout(x)                              # between layers, training only
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import backends
+
+
+class LayerWeights(NamedTuple):
+    """Weights of one layer in one direction, in torch's layout and gate order i, f, g, o.
+
+    ``weight_ih (4H, I)``, ``weight_hh (4H, P)``, ``bias_ih (4H,)``, ``bias_hh (4H,)``,
+    ``weight_hr (P, H)``; biases and ``weight_hr`` may be ``None``.
+    """
+
+    weight_ih: Tensor
+    weight_hh: Tensor
+    bias_ih: Tensor | None = None
+    bias_hh: Tensor | None = None
+    weight_hr: Tensor | None = None
+
+
+def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
+    """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``."""
+    if w.bias_ih is None or w.bias_hh is None:
+        return F.linear(x, w.weight_ih)
+    return F.linear(x, w.weight_ih, w.bias_ih + w.bias_hh)
+
+
+def lstm(
+    x: Tensor,
+    hx: tuple[Tensor, Tensor],
+    weights: Sequence[LayerWeights],
+    *,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: Tensor | None = None,
+    backend: str = "auto",
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
+
+    Args:
+        x: input, ``(T, B, I)``.
+        hx: ``(h0, c0)`` with shapes ``(L*D, B, P)`` and ``(L*D, B, H)``.
+        weights: ``L*D`` :class:`LayerWeights`, layer-major (``k = l*D + d``).
+        bidirectional: run a reverse direction too (``D = 2``).
+        dropout: probability of zeroing each element of a layer's output before the next
+            layer (never after the last layer); applied only when ``training``.
+        training: whether dropout is active.
+        lengths: ``(B,)`` valid length of each sequence, or ``None`` for all ``T``.
+        backend: name of the recurrence backend, or ``"auto"``.
+
+    Returns:
+        ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``.
+
+    Example:
+        >>> T, B, I, H = 5, 2, 3, 4
+        >>> w = LayerWeights(torch.randn(4 * H, I), torch.randn(4 * H, H))
+        >>> out, (h, c) = lstm(torch.randn(T, B, I), (torch.zeros(1, B, H),) * 2, [w])
+        >>> out.shape, h.shape
+        (torch.Size([5, 2, 4]), torch.Size([1, 2, 4]))
+    """
+    h0, c0 = hx
+    num_directions = 2 if bidirectional else 1
+    num_layers = len(weights) // num_directions
+    if lengths is not None:
+        lengths = lengths.to(device=x.device, dtype=torch.int64)
+    h_n: list[Tensor] = []
+    c_n: list[Tensor] = []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(num_directions):
+            k = layer * num_directions + direction
+            w = weights[k]
+            xg = input_projection(x, w)  # (T, B, 4H)
+            run = backends.select(backend, xg)
+            ys, h, c = run(
+                xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths, reverse=direction == 1
+            )  # (T, B, P), (B, P), (B, H)
+            outputs.append(ys)
+            h_n.append(h)
+            c_n.append(c)
+        x = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D*P)
+        if training and dropout > 0 and layer < num_layers - 1:
+            x = F.dropout(x, dropout, training=True)
+    return x, (torch.stack(h_n), torch.stack(c_n))

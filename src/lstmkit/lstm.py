@@ -1,0 +1,228 @@
+"""``lstmkit.LSTM``: torch.nn.LSTM's contract, computed by lstmkit's own recurrence.
+
+The module owns parameters (torch's names, shapes, order and initialisation) and
+plumbing; the mathematics lives in :mod:`lstmkit.cell`, the loop in
+:mod:`lstmkit.backends`, layers and directions in :mod:`lstmkit.functional`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import functional
+from ._checks import check_constructor
+from ._inputs import Sizes, normalize
+from .backends import check_backend_name
+
+
+class LSTM(nn.Module):
+    r"""A multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM`.
+
+    For each layer and each element of the input sequence, in gate order i, f, g, o:
+
+    .. math::
+        \begin{aligned}
+        i_t &= \sigma(W_{ii} x_t + b_{ii} + W_{hi} h_{t-1} + b_{hi}) \\
+        f_t &= \sigma(W_{if} x_t + b_{if} + W_{hf} h_{t-1} + b_{hf}) \\
+        g_t &= \tanh(W_{ig} x_t + b_{ig} + W_{hg} h_{t-1} + b_{hg}) \\
+        o_t &= \sigma(W_{io} x_t + b_{io} + W_{ho} h_{t-1} + b_{ho}) \\
+        c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+        h_t &= o_t \odot \tanh(c_t) \qquad (h_t = W_{hr}(o_t \odot \tanh(c_t))
+               \text{ when proj\_size} > 0)
+        \end{aligned}
+
+    Layer ``l > 0`` takes the (dropout-ed, in training) output of layer ``l - 1`` as
+    its input. Arguments, parameters, outputs and errors are those of ``nn.LSTM``, so
+    ``load_state_dict`` works both ways.
+
+    Shapes: ``T`` time, ``B`` batch, ``I`` input_size, ``H`` hidden_size, ``P`` proj_size
+    (or ``H``), ``L`` num_layers, ``D`` 2 if bidirectional else 1.
+
+    * input ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, ``(T, I)`` unbatched, or a
+      ``PackedSequence``;
+    * ``hx = (h_0, c_0)``: ``(L*D, B, P)`` and ``(L*D, B, H)`` (no ``B`` when unbatched),
+      zeros when omitted;
+    * output ``(T, B, D*P)`` (same layout as the input), ``h_n (L*D, B, P)``,
+      ``c_n (L*D, B, H)``.
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+        proj_size, device, dtype: as in ``torch.nn.LSTM``.
+        backend: keyword-only; which recurrence backend runs the time loop
+            (``"auto"`` picks the fastest that supports the call).
+
+    Example:
+        >>> lstm = LSTM(128, 64, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(torch.randn(4, 5, 128))
+        >>> out.shape, h_n.shape
+        (torch.Size([4, 5, 64]), torch.Size([1, 4, 64]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        check_constructor(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
+        )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.backend = check_backend_name(backend)
+
+        factory = {"device": device, "dtype": dtype}
+        num_directions = 2 if bidirectional else 1
+        real_hidden_size = proj_size if proj_size > 0 else hidden_size
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else real_hidden_size * num_directions
+            for direction in range(num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {
+                    "weight_ih": (4 * hidden_size, layer_input_size),
+                    "weight_hh": (4 * hidden_size, real_hidden_size),
+                }
+                if bias:
+                    shapes |= {"bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,)}
+                if proj_size > 0:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                names = [name + suffix for name in shapes]
+                for name, shape in zip(names, shapes.values()):
+                    self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch does."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    def flatten_parameters(self) -> None:
+        """No-op, for nn.LSTM compatibility (lstmkit keeps no flat weight buffer)."""
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer-direction, as in ``nn.LSTM.all_weights``."""
+        return [[getattr(self, name) for name in names] for names in self._all_weights]
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [getattr(self, name) for name in self._flat_weights_names]
+
+    def layer_weights(self) -> list[functional.LayerWeights]:
+        """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major."""
+        result = []
+        for names in self._all_weights:
+            p = {name.split("_l")[0]: getattr(self, name) for name in names}
+            result.append(functional.LayerWeights(**p))
+        return result
+
+    def _sizes(self) -> Sizes:
+        return Sizes(
+            input_size=self.input_size,
+            hidden_size=self.hidden_size,
+            real_hidden_size=self.proj_size if self.proj_size > 0 else self.hidden_size,
+            state_rows=self.num_layers * (2 if self.bidirectional else 1),
+            batch_first=self.batch_first,
+        )
+
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
+        """``(output, (h_n, c_n))`` for ``input`` from state ``hx``, exactly as nn.LSTM."""
+        batch = normalize(input, hx, self._sizes(), self.weight_ih_l0)
+        out, state = functional.lstm(
+            batch.x,
+            batch.hx,
+            self.layer_weights(),
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+            training=self.training,
+            lengths=batch.lengths,
+            backend=self.backend,
+        )
+        return batch.restore(out, state)
+
+    def step(
+        self, x_t: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """One time step for all samples: the lab's loop over seq-first data.
+
+        ``x_t`` is ``(B, I)`` (or ``(I,)`` unbatched) whatever ``batch_first`` says;
+        ``hx``, ``h`` and ``c`` are ``(L, B, P)`` and ``(L, B, H)`` (no ``B`` when
+        unbatched). Looping ``step`` over ``t`` gives exactly ``lstm(x)``'s output and
+        final state::
+
+            state = None
+            for x_t in x.unbind(0):            # x: (T, B, I)
+                y_t, state = lstm.step(x_t, state)
+
+        A bidirectional LSTM cannot stream (its reverse direction needs the whole
+        sequence) and raises ``RuntimeError``.
+        """
+        if self.bidirectional:
+            raise RuntimeError(
+                "LSTM.step: a bidirectional LSTM cannot run one step at a time "
+                "(its reverse direction needs the whole sequence); call it on the sequence"
+            )
+        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
+            got = f"{x_t.dim()}D" if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"LSTM.step: Expected x_t to be 1D or 2D, got {got} instead")
+        seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
+        sizes = replace(self._sizes(), batch_first=False)
+        batch = normalize(seq, hx, sizes, self.weight_ih_l0)
+        out, state = functional.lstm(
+            batch.x,
+            batch.hx,
+            self.layer_weights(),
+            dropout=self.dropout,
+            training=self.training,
+            backend=self.backend,
+        )
+        y, state = batch.restore(out, state)
+        return y[0], state
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s

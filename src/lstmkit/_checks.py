@@ -94,9 +94,7 @@ def check_hx_dtype_device(hx: tuple[Tensor, Tensor], input: Tensor, what: str) -
                 f"{what}: {name} dtype ({t.dtype}) does not match input dtype ({input.dtype})"
             )
         if t.device != input.device:
-            raise RuntimeError(
-                f"{what}: {name} is on {t.device} but input is on {input.device}"
-            )
+            raise RuntimeError(f"{what}: {name} is on {t.device} but input is on {input.device}")
 
 
 def check_size(t: Tensor, expected: tuple[int, ...], msg: str) -> None:

@@ -100,12 +100,16 @@ def run_lab(seed: int = 0, write: Callable[[str], None] = print) -> Walkthrough:
         "same weights, same numbers in either layout: "
         f"max diff {(out_bf - out_sf.transpose(0, 1)).abs().max().item():.1e}"
     )
-    lab.compare("input formats", (out_bf, out_sf), (oracle(x)[0], twin(seq_first)(x.transpose(0, 1))[0]))
+    lab.compare(
+        "input formats", (out_bf, out_sf), (oracle(x)[0], twin(seq_first)(x.transpose(0, 1))[0])
+    )
 
     lab.cell("3. Creating the input (batch 4, length 5)")
     inputs = torch.randn(B, T, I)
     lab.show(f"Shape of input tensor: {inputs.shape}")
-    lab.note("the lab calls this layout (seq_len, batch, input) but builds (batch, seq_len, input).")
+    lab.note(
+        "the lab calls this layout (seq_len, batch, input) but builds (batch, seq_len, input)."
+    )
 
     lab.cell("4. Initializing hidden and cell states")
     L = 1  # number of layers
@@ -132,7 +136,7 @@ def run_lab(seed: int = 0, write: Callable[[str], None] = print) -> Walkthrough:
         lab.show(f"print(out.shape) -> {out.shape}")
         lab.note(
             f"the lab builds torch.randn({length}, B, I) for this batch-first layer, i.e. "
-            f"{length} sequences of length {B}; we build (B, {length}, I) so the length is {length}."
+            f"{length} sequences of length {B}; we build (B, {length}, I): length {length}."
         )
         lab.compare(f"length {length}", out, oracle(x)[0])
 

@@ -79,9 +79,7 @@ class LSTMCell(nn.Module):
             return h.squeeze(0), c.squeeze(0)
         return h, c
 
-    def _normalize(
-        self, input: Tensor, hx: object
-    ) -> tuple[Tensor, tuple[Tensor, Tensor], bool]:
+    def _normalize(self, input: Tensor, hx: object) -> tuple[Tensor, tuple[Tensor, Tensor], bool]:
         """nn.LSTMCell's checks, in its order; returns 2-D ``x``, ``(h, c)`` and batchedness."""
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
@@ -99,8 +97,7 @@ class LSTMCell(nn.Module):
         else:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(
-                    "LSTMCell: hx should be a tuple (h, c) of two tensors, "
-                    f"got {type(hx).__name__}"
+                    f"LSTMCell: hx should be a tuple (h, c) of two tensors, got {type(hx).__name__}"
                 )
             for idx, value in enumerate(hx):
                 if value.dim() not in (1, 2):

@@ -51,8 +51,8 @@ GRID = [
 
 
 @pytest.mark.parametrize("cfg", GRID, ids=str)
-def test_lstm_uses_no_torch_rnn_kernel(cfg: Config, no_torch_lstm: None) -> None:
-    lstm = lstmkit.LSTM(**cfg.module_kwargs(), dtype=torch.float64)
+def test_lstm_uses_no_torch_rnn_kernel(cfg: Config, backend: str, no_torch_lstm: None) -> None:
+    lstm = lstmkit.LSTM(**cfg.module_kwargs(), dtype=torch.float64, backend=backend)
     inputs = make_inputs(cfg)
     with OpRecorder() as rec:
         outs, grads = run_with_grads(lstm, inputs)

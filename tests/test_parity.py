@@ -32,8 +32,8 @@ def grid() -> list[Config]:
 
 
 @pytest.mark.parametrize("cfg", grid(), ids=str)
-def test_float64_matches_torch(cfg: Config) -> None:
-    assert_matches_torch(cfg, torch.float64)
+def test_float64_matches_torch(cfg: Config, backend: str) -> None:
+    assert_matches_torch(cfg, torch.float64, backend=backend)
 
 
 @pytest.mark.parametrize(
@@ -46,12 +46,12 @@ def test_float64_matches_torch(cfg: Config) -> None:
     ],
     ids=str,
 )
-def test_float32_matches_torch(cfg: Config) -> None:
-    assert_matches_torch(cfg, torch.float32)
+def test_float32_matches_torch(cfg: Config, backend: str) -> None:
+    assert_matches_torch(cfg, torch.float32, backend=backend)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_packed_states_follow_each_sequence(batch_first: bool) -> None:
+def test_packed_states_follow_each_sequence(batch_first: bool, backend: str) -> None:
     """h_n is each sequence's own last step; the reverse direction starts there."""
     cfg = Config(bidirectional=True, batch_first=batch_first, layout="packed_unsorted", batch=4)
-    assert_matches_torch(cfg, torch.float64, seed=3)
+    assert_matches_torch(cfg, torch.float64, seed=3, backend=backend)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from . import reference
+from . import fused, reference
 from .contract import Recurrence
 
 
@@ -35,6 +35,7 @@ def _always(xg: Tensor) -> str | None:
 
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always),
+    "fused": Backend("fused", fused.run_recurrence, _always),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.

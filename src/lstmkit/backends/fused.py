@@ -106,7 +106,7 @@ class FusedRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dys: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):
         saved = ctx.saved_tensors
-        xg, h0, c0, weight_hh, weight_hr, lengths = saved[:6]
+        xg, h0, c0, weight_hh, weight_hr, _ = saved[:6]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
             return _reference_backward(ctx, saved[:6], (dys, dh_n, dc_n))
         valid, acts, cs, hs, tanh_cs, ms = saved[6:]

@@ -1,8 +1,9 @@
-"""The ``lstmkit`` command line: ``lstmkit lab`` (the lab walkthrough)."""
+"""The ``lstmkit`` command line: ``lstmkit lab`` and ``lstmkit bench``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 
@@ -15,6 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
         "lab", help='run the lab "The LSTM layer" cell by cell, checked against nn.LSTM'
     )
     lab.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bench = commands.add_parser(
+        "bench", help="time lstmkit's backends against nn.LSTM (and onnxruntime) in one run"
+    )
+    bench.add_argument("--quick", action="store_true", help="small shapes, few rounds (for CI)")
+    bench.add_argument("--shapes", help="comma-separated shape names, e.g. S1,S4,step-H64")
+    bench.add_argument("--impls", help="comma-separated implementations (default: all)")
+    bench.add_argument("--rounds", type=int, help="timed rounds per measurement (default 10)")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument("--markdown", action="store_true", help="print a markdown table")
     return parser
 
 
@@ -25,4 +35,58 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         lab = run_lab(seed=args.seed)
         return 0 if max(lab.diffs.values()) < TOLERANCE else 1
+    if args.command == "bench":
+        return bench(args)
     return 2
+
+
+def bench(args: argparse.Namespace) -> int:
+    from . import bench as b
+
+    if args.rounds is not None and args.rounds < 1:
+        raise SystemExit(f"lstmkit bench: --rounds must be at least 1, got {args.rounds}")
+    try:
+        shapes = (
+            b.find(args.shapes)
+            if args.shapes
+            else (b.QUICK if args.quick else b.SHAPES + b.STEP_SHAPES)
+        )
+    except ValueError as e:
+        raise SystemExit(f"lstmkit bench: {e}") from None
+    rounds = args.rounds or (3 if args.quick else 10)
+    impls = args.impls.split(",") if args.impls else None
+    with _progress(len(shapes) * 2 * rounds) as advance:
+        results = b.run(shapes, rounds, impls, on_progress=lambda what, _: advance(what))
+    if args.json:
+        print(results.to_json())
+    else:
+        m = results.machine
+        print(
+            f"# {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
+            f"threads); fp32 GEMM rate measured: {results.gemm_gflops:.0f} GFLOP/s"
+        )
+        print(results.table(markdown=args.markdown))
+    return 0
+
+
+class _progress:
+    """A rich progress bar on stderr when rich is installed; silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar = None
+
+    def __enter__(self):
+        try:
+            from rich.progress import Progress
+        except ImportError:
+            return lambda what: None
+        self.bar = Progress(transient=True, console=None)
+        self.bar.start()
+        task = self.bar.add_task("benchmark", total=self.total)
+        return lambda what: self.bar.update(task, advance=1, description=what)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        sys.stderr.flush()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from . import fused, reference
+from . import compiled, fused, reference
 from .contract import Recurrence
 
 
@@ -36,6 +36,7 @@ def _always(xg: Tensor) -> str | None:
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always),
     "fused": Backend("fused", fused.run_recurrence, _always),
+    "compiled": Backend("compiled", compiled.run_recurrence, compiled.unsupported),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.

@@ -1,0 +1,177 @@
+"""The recurrence as one autograd Function with a hand-written backward (BPTT).
+
+Shared by the ``fused`` backend (time loop in torch ops) and the ``compiled`` backend
+(time loop in numba kernels): an :class:`Engine` runs the two loops; everything else is
+here, once. Forward saves the activated gates ``i, f, g, o``, every ``c_t`` and
+``tanh(c_t)`` (and ``m_t = o * tanh(c_t)`` when projecting). Backward walks the steps in
+reverse doing only pointwise derivatives and ``dh_{t-1} = dgates_t W_hh``; the weight
+gradients are single GEMMs over all ``T*B`` rows afterwards, and ``dxg`` is the buffer
+of gate gradients itself (the input projection's ``dW_ih``, ``db``, ``dx`` are then
+single GEMMs done by autograd outside). Each backward line mirrors a forward line::
+
+    forward (step t)                          backward (step t, in reverse)
+    gates = xg_t + h_{t-1} W_hh^T             dh_{t-1} = dgates W_hh
+    i, f, o = sigmoid(.), g = tanh(.)         dgates = dact * (i(1-i), f(1-f), 1-g^2, o(1-o))
+    c_t = f c_{t-1} + i g                     di = dc g, df = dc c_{t-1}, dg = dc i, dc_{t-1} = dc f
+    m_t = o tanh(c_t)                         do = dm tanh(c_t), dc += dm o (1 - tanh(c_t)^2)
+    h_t = m_t W_hr^T (or m_t)                 dm = dh W_hr (or dh);  dW_hr = sum_t dh_t^T m_t
+
+Variable lengths use the validity mask of the contract: an ended sequence carries its
+state (and its gradient passes through unchanged) and emits zeros.
+
+Double backward: when ``create_graph=True`` the backward recomputes the call with the
+``reference`` backend under autograd and differentiates that, so higher-order gradients
+are exact on these backends too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from . import reference
+from .contract import valid_mask
+
+
+@dataclass
+class Buffers:
+    """What the forward keeps for the backward. Slot ``t`` of ``cs``/``hs`` is the state
+    before step ``t`` walking forward (slot ``t + 1`` walking in reverse)."""
+
+    acts: Tensor  # (T, B, 4H) activated gates i, f, g, o
+    cs: Tensor  # (T + 1, B, H)
+    hs: Tensor  # (T + 1, B, P)
+    tanh_cs: Tensor  # (T, B, H)
+    ms: Tensor | None  # (T, B, H) o * tanh(c) when projecting, else None (it is hs)
+
+
+class Engine(Protocol):
+    """Runs the two time loops of :class:`Recurrence` (``valid`` is (T, B, 1) or None)."""
+
+    def forward(
+        self,
+        xg: Tensor,
+        w_hh: Tensor,
+        w_hr: Tensor | None,
+        valid: Tensor | None,
+        reverse: bool,
+        buf: Buffers,
+    ) -> None:
+        """Fill ``buf`` from step pre-activations ``xg``; ``buf.cs``/``buf.hs`` hold
+        ``c0``/``h0`` in their first slot on entry."""
+
+    def backward(
+        self,
+        dys: Tensor,
+        dh: Tensor,
+        dc: Tensor,
+        w_hh: Tensor,
+        w_hr: Tensor | None,
+        valid: Tensor | None,
+        reverse: bool,
+        buf: Buffers,
+        dgates: Tensor,
+        dhs: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Fill ``dgates`` (and ``dhs`` = dL/dh_t when projecting) walking back from
+        ``dh = dL/dh_n``, ``dc = dL/dc_n``; return ``(dL/dh_0, dL/dc_0)``."""
+
+
+def steps(T: int, reverse: bool, backward: bool = False) -> range:
+    """The order of time steps: forward walks 0..T-1 (T-1..0 in reverse); backward the opposite."""
+    return range(T - 1, -1, -1) if reverse != backward else range(T)
+
+
+def slots(t: int, reverse: bool) -> tuple[int, int]:
+    """``(prev, next)``: the state slots read and written by step ``t``."""
+    return (t + 1, t) if reverse else (t, t + 1)
+
+
+class Recurrence(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        xg: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        weight_hh: Tensor,
+        weight_hr: Tensor | None,
+        lengths: Tensor | None,
+        reverse: bool,
+        engine: Engine,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        T, B, G = xg.shape
+        H, P = G // 4, h0.shape[1]
+        valid = None if lengths is None else valid_mask(lengths, T)  # (T, B, 1)
+        buf = Buffers(
+            acts=xg.new_empty(T, B, G),
+            cs=xg.new_empty(T + 1, B, H),
+            hs=xg.new_empty(T + 1, B, P),
+            tanh_cs=xg.new_empty(T, B, H),
+            ms=xg.new_empty(T, B, H) if weight_hr is not None else None,
+        )
+        first = T if reverse else 0
+        buf.cs[first], buf.hs[first] = c0, h0
+        engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
+        ys = buf.hs[:-1] if reverse else buf.hs[1:]  # (T, B, P), time order
+        if valid is not None:
+            ys = ys.masked_fill(~valid, 0.0)
+        last = 0 if reverse else T
+        ctx.reverse, ctx.engine = reverse, engine
+        ctx.save_for_backward(
+            xg, h0, c0, weight_hh, weight_hr, lengths, valid,
+            buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms,
+        )  # fmt: skip
+        return ys, buf.hs[last].clone(), buf.cs[last].clone()
+
+    @staticmethod
+    def backward(ctx: Any, dys: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):
+        saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
+            return _reference_backward(ctx, saved[:6], (dys, dh_n, dc_n))
+        xg, h0, c0, weight_hh, weight_hr, _ = saved[:6]
+        valid, acts, cs, hs, tanh_cs, ms = saved[6:]
+        buf = Buffers(acts, cs, hs, tanh_cs, ms)
+        T, B, G = acts.shape
+        P = hs.shape[2]
+        dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
+        dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
+        dc = c0.new_zeros(c0.shape) if dc_n is None else dc_n.clone()  # (B, H)
+        dgates = xg.new_empty(T, B, G)
+        dhs = xg.new_empty(T, B, P) if weight_hr is not None else None
+        dh, dc = ctx.engine.backward(
+            dys, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, dgates, dhs
+        )
+        dweight_hh = dweight_hr = None
+        if ctx.needs_input_grad[3]:  # sum_t dgates_t^T h_{t-1}: one GEMM over T*B rows
+            h_prev = hs[1:] if ctx.reverse else hs[:-1]
+            dweight_hh = dgates.view(T * B, G).t() @ h_prev.reshape(T * B, P)
+        if weight_hr is not None and ctx.needs_input_grad[4]:  # sum_t dh_t^T m_t
+            dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, G // 4)
+        return dgates, dh, dc, dweight_hh, dweight_hr, None, None, None
+
+
+def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
+    """Gradients that are themselves differentiable, from the reference recurrence."""
+    xg, h0, c0, weight_hh, weight_hr, lengths = inputs
+    tensors = (xg, h0, c0, weight_hh, weight_hr)
+    wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
+    with torch.enable_grad():
+        outs = reference.run_recurrence(
+            xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse
+        )
+        pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
+        got = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [tensors[k] for k in wanted],
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+        )
+    result: list[Tensor | None] = [None] * 8
+    for k, grad in zip(wanted, got):
+        result[k] = grad
+    return tuple(result)

@@ -1,0 +1,117 @@
+"""The registry of benchmarked implementations, all holding the same weights.
+
+Each entry builds, for a shape, a ``forward`` (inference, no autograd) and a ``train``
+(forward + backward of every parameter) closure. ``torch`` is nn.LSTM (the yardstick);
+``onnxruntime`` is its LSTM operator when installed (inference only); ``lstmkit-<backend>``
+are lstmkit's backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..backends import BACKEND_NAMES
+from ..lstm import LSTM
+from .shapes import Shape
+
+
+@dataclass
+class Workload:
+    forward: Callable[[], object]
+    train: Callable[[], object] | None
+
+
+@dataclass
+class Problem:
+    """One shape's weights and inputs, shared by every implementation."""
+
+    shape: Shape
+    weights: dict[str, Tensor]
+    x: Tensor  # (T, B, I)
+    hx: tuple[Tensor, Tensor]  # (L*D, B, H) each
+
+    @classmethod
+    def make(cls, shape: Shape, seed: int = 0) -> Problem:
+        torch.manual_seed(seed)
+        lstm = LSTM(shape.I, shape.H, shape.L, bidirectional=shape.bidirectional)
+        rows = shape.L * shape.directions
+        x = torch.randn(shape.T, shape.B, shape.I)
+        hx = (torch.randn(rows, shape.B, shape.H), torch.randn(rows, shape.B, shape.H))
+        return cls(shape, lstm.state_dict(), x, hx)
+
+
+def _module_workload(module: nn.Module, problem: Problem, stepping: bool) -> Workload:
+    module.load_state_dict(problem.weights)
+    params = list(module.parameters())
+    x, hx = problem.x, problem.hx
+
+    @torch.no_grad()
+    def forward() -> object:
+        return module(x, hx)
+
+    def train() -> object:
+        for p in params:
+            p.grad = None
+        out, (h, c) = module(x, hx)
+        (out.sum() + h.sum() + c.sum()).backward()
+        return out
+
+    if stepping:
+        step = getattr(module, "step", None)
+        x_t = x[0]
+        if step is None:  # nn.LSTM: a length-1 sequence per step
+
+            @torch.no_grad()
+            def forward() -> object:
+                return module(x, hx)
+
+        else:
+
+            @torch.no_grad()
+            def forward() -> object:
+                return step(x_t, hx)
+
+        return Workload(forward, None)
+    return Workload(forward, train)
+
+
+def torch_lstm(problem: Problem, stepping: bool) -> Workload:
+    s = problem.shape
+    return _module_workload(
+        nn.LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional), problem, stepping
+    )
+
+
+def lstmkit_lstm(backend: str) -> Callable[[Problem, bool], Workload]:
+    def build(problem: Problem, stepping: bool) -> Workload:
+        s = problem.shape
+        lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional, backend=backend)
+        return _module_workload(lstm, problem, stepping)
+
+    return build
+
+
+def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
+    from .onnx_model import onnx_session
+
+    run = onnx_session(problem)
+    return Workload(run, None)
+
+
+def registry(include_onnx: bool = True) -> dict[str, Callable[[Problem, bool], Workload]]:
+    impls: dict[str, Callable[[Problem, bool], Workload]] = {"torch": torch_lstm}
+    if include_onnx:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+
+            impls["onnxruntime"] = onnxruntime_lstm
+        except ImportError:
+            pass
+    for backend in BACKEND_NAMES:
+        impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)
+    return impls

@@ -64,10 +64,10 @@ class NumbaEngine:
     ) -> None:
         T, B, _ = xg.shape
         if B <= SEQUENCE_MAX_BATCH:
-            w_hr_t = None if w_hr is None else w_hr.t().contiguous()
             kernels.sequence_forward(
-                _np(xg.contiguous(), xg.dtype), _np(w_hh.t().contiguous(), xg.dtype),
-                _np(w_hr_t, xg.dtype), _valid(valid), reverse,
+                _np(xg.contiguous(), xg.dtype), _np(w_hh.contiguous(), xg.dtype),
+                _np(None if w_hr is None else w_hr.contiguous(), xg.dtype), _valid(valid),
+                reverse,
                 *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
             )  # fmt: skip
             return

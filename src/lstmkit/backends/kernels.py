@@ -124,6 +124,17 @@ def step_backward(dm, dc, acts, c_prev, tanh_c, dgates):
 
 
 @njit(inline="always")
+def mat_vec(w, x, out):
+    """out += w @ x, for w (N, K), x (K,): a dot product per row of w (the K loop
+    vectorises under the callers' ``reassoc`` fast-math flag)."""
+    for n in range(out.shape[0]):
+        acc = out[n]
+        for k in range(x.shape[0]):
+            acc += w[n, k] * x[k]
+        out[n] = acc
+
+
+@njit(inline="always")
 def vec_mat(x, w, out):
     """out += x @ w, for x (K,), w (K, N): rows of w stream, the N loop vectorises."""
     for k in range(x.shape[0]):
@@ -132,13 +143,16 @@ def vec_mat(x, w, out):
             out[n] += xk * w[k, n]
 
 
-@njit(cache=True)
-def sequence_forward(xg, w_hh_t, w_hr_t, valid, reverse, acts, cs, hs, tanh_cs, ms):
+FASTMATH = {"reassoc", "contract"}  # reorder the dot products' sums; fused multiply-add
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
     """The forward time loop. ``cs[first]``, ``hs[first]`` hold c0, h0 on entry
-    (first = T if reverse else 0). ``w_hr_t`` is (H, P), or (0, 0) without projection;
-    ``valid`` is (T, B) or (0, 0) when every sequence has length T."""
+    (first = T if reverse else 0). ``w_hh`` is (4H, P); ``w_hr`` is (P, H), or (0, 0)
+    without projection; ``valid`` is (T, B) or (0, 0) when every sequence has length T."""
     T, B, _ = xg.shape
-    project = w_hr_t.shape[0] > 0
+    project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
     gates = np.empty(xg.shape[2], xg.dtype)
     for step in range(T):
@@ -150,15 +164,15 @@ def sequence_forward(xg, w_hh_t, w_hr_t, valid, reverse, acts, cs, hs, tanh_cs, 
                 cs[nxt, b] = cs[prev, b]
                 continue
             gates[:] = xg[t, b]
-            vec_mat(hs[prev, b], w_hh_t, gates)
+            mat_vec(w_hh, hs[prev, b], gates)
             m = ms[t, b] if project else hs[nxt, b]
             forward_row(gates, cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m)
             if project:
                 hs[nxt, b] = 0.0
-                vec_mat(m, w_hr_t, hs[nxt, b])
+                mat_vec(w_hr, m, hs[nxt, b])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FASTMATH)
 def sequence_backward(dys, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs):
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
     dL/dh_0, dL/dc_0. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``

@@ -76,13 +76,13 @@ def _one(x):
     return lambda x: 1.0
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def sigmoid(x):
     half = one(x) / (one(x) + one(x))
     return half * tanh(half * x) + half
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def forward_row(gates, c_prev, acts, c, tanh_c, m):
     H = c.shape[0]
     for j in range(H):
@@ -96,7 +96,7 @@ def forward_row(gates, c_prev, acts, c, tanh_c, m):
         m[j] = o * tanh_c[j]
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def backward_row(dm, dc, acts, c_prev, tanh_c, dgates):
     H = dc.shape[0]
     for j in range(H):
@@ -111,19 +111,19 @@ def backward_row(dm, dc, acts, c_prev, tanh_c, dgates):
         dc[j] = dcj * f
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def step_forward(gates, c_prev, acts, c, tanh_c, m):
     for b in range(gates.shape[0]):
         forward_row(gates[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def step_backward(dm, dc, acts, c_prev, tanh_c, dgates):
     for b in range(dm.shape[0]):
         backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b])
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def mat_vec(w, x, out):
     """out += w @ x, for w (N, K), x (K,): a dot product per row of w (the K loop
     vectorises under the callers' ``reassoc`` fast-math flag)."""
@@ -134,7 +134,7 @@ def mat_vec(w, x, out):
         out[n] = acc
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def vec_mat(x, w, out):
     """out += x @ w, for x (K,), w (K, N): rows of w stream, the N loop vectorises."""
     for k in range(x.shape[0]):
@@ -143,10 +143,12 @@ def vec_mat(x, w, out):
             out[n] += xk * w[k, n]
 
 
-FASTMATH = {"reassoc", "contract"}  # reorder the dot products' sums; fused multiply-add
+# reorder the dot products' sums, fuse multiply-adds; error_model="numpy" (no Python
+# ZeroDivisionError check) lets the compiler vectorise the rational tanh's division.
+FASTMATH = {"reassoc", "contract"}
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
     """The forward time loop. ``cs[first]``, ``hs[first]`` hold c0, h0 on entry
     (first = T if reverse else 0). ``w_hh`` is (4H, P); ``w_hr`` is (P, H), or (0, 0)
@@ -172,7 +174,7 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
                 mat_vec(w_hr, m, hs[nxt, b])
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def sequence_backward(dys, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs):
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
     dL/dh_0, dL/dc_0. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``

@@ -97,6 +97,7 @@ class LSTM(nn.Module):
         real_hidden_size = proj_size if proj_size > 0 else hidden_size
         self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
+        self._layer_fields: list[tuple[str | None, ...]] = []  # LayerWeights order, per k
         for layer in range(num_layers):
             layer_input_size = input_size if layer == 0 else real_hidden_size * num_directions
             for direction in range(num_directions):
@@ -114,6 +115,12 @@ class LSTM(nn.Module):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+                self._layer_fields.append(
+                    tuple(
+                        f"{field}{suffix}" if field in shapes else None
+                        for field in functional.LayerWeights._fields
+                    )
+                )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -136,11 +143,10 @@ class LSTM(nn.Module):
 
     def layer_weights(self) -> list[functional.LayerWeights]:
         """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major."""
-        result = []
-        for names in self._all_weights:
-            p = {name.split("_l")[0]: getattr(self, name) for name in names}
-            result.append(functional.LayerWeights(**p))
-        return result
+        return [
+            functional.LayerWeights(*(None if n is None else getattr(self, n) for n in names))
+            for names in self._layer_fields
+        ]
 
     def _sizes(self) -> Sizes:
         return Sizes(

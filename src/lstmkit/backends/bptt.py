@@ -90,6 +90,55 @@ def slots(t: int, reverse: bool) -> tuple[int, int]:
     return (t + 1, t) if reverse else (t, t + 1)
 
 
+def run(
+    engine: Engine,
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The recurrence contract on ``engine``: through :class:`Recurrence` when a gradient
+    may be asked for, else straight through the forward loop (no autograd bookkeeping)."""
+    inputs = (xg, h0, c0, weight_hh, weight_hr)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        return Recurrence.apply(xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine)
+    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)[0]
+
+
+def forward(
+    engine: Engine,
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    lengths: Tensor | None,
+    reverse: bool,
+) -> tuple[tuple[Tensor, Tensor, Tensor], Buffers, Tensor | None]:
+    """The forward loop: ``(ys, h_n, c_n)``, the buffers it filled, the validity mask."""
+    T, B, G = xg.shape
+    H, P = G // 4, h0.shape[1]
+    valid = None if lengths is None else valid_mask(lengths, T)  # (T, B, 1)
+    buf = Buffers(
+        acts=xg.new_empty(T, B, G),
+        cs=xg.new_empty(T + 1, B, H),
+        hs=xg.new_empty(T + 1, B, P),
+        tanh_cs=xg.new_empty(T, B, H),
+        ms=xg.new_empty(T, B, H) if weight_hr is not None else None,
+    )
+    first = T if reverse else 0
+    buf.cs[first], buf.hs[first] = c0, h0
+    engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
+    ys = buf.hs[:-1] if reverse else buf.hs[1:]  # (T, B, P), time order
+    if valid is not None:
+        ys = ys.masked_fill(~valid, 0.0)
+    last = 0 if reverse else T
+    return (ys, buf.hs[last].clone(), buf.cs[last].clone()), buf, valid
+
+
 class Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -103,29 +152,13 @@ class Recurrence(torch.autograd.Function):
         reverse: bool,
         engine: Engine,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        T, B, G = xg.shape
-        H, P = G // 4, h0.shape[1]
-        valid = None if lengths is None else valid_mask(lengths, T)  # (T, B, 1)
-        buf = Buffers(
-            acts=xg.new_empty(T, B, G),
-            cs=xg.new_empty(T + 1, B, H),
-            hs=xg.new_empty(T + 1, B, P),
-            tanh_cs=xg.new_empty(T, B, H),
-            ms=xg.new_empty(T, B, H) if weight_hr is not None else None,
-        )
-        first = T if reverse else 0
-        buf.cs[first], buf.hs[first] = c0, h0
-        engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
-        ys = buf.hs[:-1] if reverse else buf.hs[1:]  # (T, B, P), time order
-        if valid is not None:
-            ys = ys.masked_fill(~valid, 0.0)
-        last = 0 if reverse else T
+        outputs, buf, valid = forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
         ctx.reverse, ctx.engine = reverse, engine
         ctx.save_for_backward(
             xg, h0, c0, weight_hh, weight_hr, lengths, valid,
             buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms,
         )  # fmt: skip
-        return ys, buf.hs[last].clone(), buf.cs[last].clone()
+        return outputs
 
     @staticmethod
     def backward(ctx: Any, dys: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):

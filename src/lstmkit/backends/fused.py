@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .bptt import Buffers, Recurrence, slots, steps
+from . import bptt
+from .bptt import Buffers, slots, steps
 from .gemm import StepGemm
 
 
@@ -117,5 +118,4 @@ def run_recurrence(
     reverse: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run one layer-direction over time; see :mod:`lstmkit.backends.contract`."""
-    ys, h_n, c_n = Recurrence.apply(xg, h0, c0, weight_hh, weight_hr, lengths, reverse, ENGINE)
-    return ys, h_n, c_n
+    return bptt.run(ENGINE, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
+from .backends.gemm import linear
 
 
 class LayerWeights(NamedTuple):
@@ -43,9 +44,8 @@ class LayerWeights(NamedTuple):
 
 def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``."""
-    if w.bias_ih is None or w.bias_hh is None:
-        return F.linear(x, w.weight_ih)
-    return F.linear(x, w.weight_ih, w.bias_ih + w.bias_hh)
+    bias = None if w.bias_ih is None or w.bias_hh is None else w.bias_ih + w.bias_hh
+    return linear(x, w.weight_ih, bias)
 
 
 def lstm(

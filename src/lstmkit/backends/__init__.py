@@ -40,7 +40,10 @@ BACKENDS: dict[str, Backend] = {
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.
-AUTO_ORDER: tuple[str, ...] = ("reference",)
+#: ``compiled`` is the fastest wherever it runs (float32/float64 on the CPU, numba
+#: installed: see benchmarks/RESULTS.md); ``fused`` runs everywhere else (CUDA,
+#: bfloat16, float16) and trains faster than ``reference``.
+AUTO_ORDER: tuple[str, ...] = ("compiled", "fused")
 
 BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
 
@@ -58,7 +61,7 @@ def select(backend: str, xg: Tensor) -> Recurrence:
         for name in AUTO_ORDER:
             if BACKENDS[name].unsupported(xg) is None:
                 return BACKENDS[name].run
-        return BACKENDS["reference"].run
+        return BACKENDS["reference"].run  # pragma: no cover (fused supports every call)
     chosen = BACKENDS[check_backend_name(backend)]
     reason = chosen.unsupported(xg)
     if reason is not None:

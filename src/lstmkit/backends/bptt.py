@@ -105,7 +105,7 @@ def run(
     inputs = (xg, h0, c0, weight_hh, weight_hr)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
         return Recurrence.apply(xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine)
-    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)[0]
+    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, keep=False)[0]
 
 
 def forward(
@@ -117,17 +117,23 @@ def forward(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
+    keep: bool = True,
 ) -> tuple[tuple[Tensor, Tensor, Tensor], Buffers, Tensor | None]:
-    """The forward loop: ``(ys, h_n, c_n)``, the buffers it filled, the validity mask."""
+    """The forward loop: ``(ys, h_n, c_n)``, the buffers it filled, the validity mask.
+
+    With ``keep=False`` (no backward will follow) the gate and ``tanh(c)`` buffers are one
+    step's worth, reused at every step (a stride-0 time axis), instead of ``T`` steps'.
+    """
     T, B, G = xg.shape
     H, P = G // 4, h0.shape[1]
     valid = None if lengths is None else valid_mask(lengths, T)  # (T, B, 1)
+    steps_kept = T if keep else 1
     buf = Buffers(
-        acts=xg.new_empty(T, B, G),
+        acts=xg.new_empty(steps_kept, B, G).expand(T, B, G),
         cs=xg.new_empty(T + 1, B, H),
         hs=xg.new_empty(T + 1, B, P),
-        tanh_cs=xg.new_empty(T, B, H),
-        ms=xg.new_empty(T, B, H) if weight_hr is not None else None,
+        tanh_cs=xg.new_empty(steps_kept, B, H).expand(T, B, H),
+        ms=xg.new_empty(steps_kept, B, H).expand(T, B, H) if weight_hr is not None else None,
     )
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0

@@ -47,8 +47,13 @@ def unsupported(xg: Tensor) -> str | None:
 
 def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     """The tensor's memory as an array; ``None`` becomes an empty array of that rank
-    (the kernels' "absent" marker: no projection, no lengths)."""
-    return np.empty((0,) * rank, _NUMPY[dtype]) if t is None else t.detach().numpy()
+    (the kernels' "absent" marker: no projection, no lengths). A buffer reused at every
+    step (stride-0 time axis, inference) becomes a scratch array: nobody reads it back."""
+    if t is None:
+        return np.empty((0,) * rank, _NUMPY[dtype])
+    if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
+        return np.empty(t.shape, _NUMPY[dtype])
+    return t.detach().numpy()
 
 
 class NumbaEngine:
@@ -77,11 +82,12 @@ class NumbaEngine:
         scratch = xg.new_empty(B, xg.shape[2])
         acts, cs, hs, tanh_cs = (x.numpy() for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs))
         ms = buf.ms.numpy() if buf.ms is not None else None
+        xgs = xg.detach().numpy()
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
-            gates = recurrent.addmm(xg[t], buf.hs[prev], out=scratch)  # (B, 4H)
+            hw = recurrent.mm(buf.hs[prev], out=scratch).numpy()  # (B, 4H) h_{t-1} W_hh^T
             m = hs[nxt] if ms is None else ms[t]
-            kernels.step_forward(gates.numpy(), cs[prev], acts[t], cs[nxt], tanh_cs[t], m)
+            kernels.step_forward(hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m)
             if project is not None:
                 h = project.mm(buf.ms[t], out=buf.hs[nxt])
                 if h is not buf.hs[nxt]:

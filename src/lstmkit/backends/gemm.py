@@ -48,3 +48,42 @@ class StepGemm:
         if self.onednn:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         return torch.mm(x, self.weight_t, out=out)
+
+
+#: Fewest rows (T*B) for which the input projection through oneDNN wins, reorder included.
+ONEDNN_MIN_ROWS = 2048
+
+
+class OneDNNLinear(torch.autograd.Function):
+    """``x W^T + b`` with oneDNN's prepacked linear (bias fused); the backward is the
+    usual two GEMMs and a sum, in differentiable torch ops (so double backward works)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), x.shape[0])
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        dx = dy @ weight if ctx.needs_input_grad[0] else None
+        dweight = dy.t() @ x if ctx.needs_input_grad[1] else None
+        dbias = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dweight, dbias
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x W^T + b`` for ``x (..., K)``: oneDNN for many rows of float32/bfloat16 on CPU
+    (12% faster than MKL's addmm at 12800 x 512 x 2048, which also copies the bias into
+    its output first), else ``F.linear``."""
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if (
+        rows >= ONEDNN_MIN_ROWS
+        and onednn_usable(weight, rows)
+        and not torch.is_autocast_enabled("cpu")
+    ):
+        flat = x.reshape(rows, x.shape[-1])
+        return OneDNNLinear.apply(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
+    return torch.nn.functional.linear(x, weight, bias)

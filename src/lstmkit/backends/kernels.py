@@ -12,8 +12,8 @@ float32 rounding), and ``tests/test_compiled.py`` checks it.
 
 Kernels (``B`` rows, ``H`` hidden, ``G = 4H``, ``P`` width of h; gates i, f, g, o):
 
-* ``step_forward(gates, c_prev, acts, c, tanh_c, m)``: one step for all rows, from the
-  pre-activations; ``m = o * tanh(c)``.
+* ``step_forward(hw, xg, c_prev, acts, c, tanh_c, m)``: one step for all rows, from the
+  two halves of the pre-activations (``h W_hh^T`` and ``x W_ih^T + b``); ``m = o tanh(c)``.
 * ``step_backward(dm, dc, acts, c_prev, tanh_c, dgates)``: the matching derivatives;
   ``dc`` comes in as dL/dc_t (excluding the path through h_t) and leaves as dL/dc_{t-1}.
 * ``sequence_forward`` / ``sequence_backward``: the whole time loop, recurrent products
@@ -87,14 +87,15 @@ def sigmoid(x):
 
 
 @njit(inline="always", error_model="numpy")
-def forward_row(gates, c_prev, acts, c, tanh_c, m):
+def forward_row(hw, xg, c_prev, acts, c, tanh_c, m):
+    """One row of one step from ``hw = h_{t-1} W_hh^T`` and ``xg = x_t W_ih^T + b``."""
     H = c.shape[0]
     for j in range(2 * H):
-        acts[j] = sigmoid(gates[j])  # i, f
+        acts[j] = sigmoid(hw[j] + xg[j])  # i, f
     for j in range(2 * H, 3 * H):
-        acts[j] = tanh(gates[j])  # g
+        acts[j] = tanh(hw[j] + xg[j])  # g
     for j in range(3 * H, 4 * H):
-        acts[j] = sigmoid(gates[j])  # o
+        acts[j] = sigmoid(hw[j] + xg[j])  # o
     i, f, g, o = acts[:H], acts[H : 2 * H], acts[2 * H : 3 * H], acts[3 * H :]
     for j in range(H):
         c[j] = f[j] * c_prev[j] + i[j] * g[j]
@@ -125,9 +126,9 @@ def backward_row(dm, dc, acts, c_prev, tanh_c, dgates):
 
 
 @njit(cache=True, error_model="numpy")
-def step_forward(gates, c_prev, acts, c, tanh_c, m):
-    for b in range(gates.shape[0]):
-        forward_row(gates[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b])
+def step_forward(hw, xg, c_prev, acts, c, tanh_c, m):
+    for b in range(hw.shape[0]):
+        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b])
 
 
 @njit(cache=True, error_model="numpy")
@@ -169,7 +170,7 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
     T, B, _ = xg.shape
     project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
-    gates = np.empty(xg.shape[2], xg.dtype)
+    hw = np.empty(xg.shape[2], xg.dtype)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, nxt = (t + 1, t) if reverse else (t, t + 1)
@@ -178,10 +179,10 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
                 hs[nxt, b] = hs[prev, b]
                 cs[nxt, b] = cs[prev, b]
                 continue
-            gates[:] = xg[t, b]
-            mat_vec(w_hh, hs[prev, b], gates)
+            hw[:] = 0.0
+            mat_vec(w_hh, hs[prev, b], hw)
             m = ms[t, b] if project else hs[nxt, b]
-            forward_row(gates, cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m)
+            forward_row(hw, xg[t, b], cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m)
             if project:
                 hs[nxt, b] = 0.0
                 mat_vec(w_hr, m, hs[nxt, b])

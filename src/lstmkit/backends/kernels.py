@@ -55,14 +55,15 @@ def one(x):
 @overload(tanh, inline="always")
 def _tanh(x):
     if x == types.float32:
-        p, q, clamp = _P32, _Q32, _CLAMP32
+        p, q, clamp, unit = _P32, _Q32, _CLAMP32, np.float32(1.0)
 
         def rational(x):
             x = min(max(x, -clamp), clamp)
             s = x * x
             num = (((((p[6] * s + p[5]) * s + p[4]) * s + p[3]) * s + p[2]) * s + p[1]) * s + p[0]
             den = (((((q[6] * s + q[5]) * s + q[4]) * s + q[3]) * s + q[2]) * s + q[1]) * s + q[0]
-            return x * num / den
+            y = x * num / den
+            return min(max(y, -unit), unit)  # |tanh| <= 1 exactly
 
         return rational
     return lambda x: math.tanh(x)

@@ -8,7 +8,6 @@ plumbing; the mathematics lives in :mod:`lstmkit.cell`, the loop in
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -143,18 +142,19 @@ class LSTM(nn.Module):
 
     def layer_weights(self) -> list[functional.LayerWeights]:
         """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major."""
+        params = self._parameters  # direct lookup: nn.Module.__getattr__ is slow per call
         return [
-            functional.LayerWeights(*(None if n is None else getattr(self, n) for n in names))
+            functional.LayerWeights(*(None if n is None else params[n] for n in names))
             for names in self._layer_fields
         ]
 
-    def _sizes(self) -> Sizes:
+    def _sizes(self, batch_first: bool | None = None) -> Sizes:
         return Sizes(
             input_size=self.input_size,
             hidden_size=self.hidden_size,
             real_hidden_size=self.proj_size if self.proj_size > 0 else self.hidden_size,
             state_rows=self.num_layers * (2 if self.bidirectional else 1),
-            batch_first=self.batch_first,
+            batch_first=self.batch_first if batch_first is None else batch_first,
         )
 
     def forward(
@@ -202,8 +202,7 @@ class LSTM(nn.Module):
             got = f"{x_t.dim()}D" if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"LSTM.step: Expected x_t to be 1D or 2D, got {got} instead")
         seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
-        sizes = replace(self._sizes(), batch_first=False)
-        batch = normalize(seq, hx, sizes, self.weight_ih_l0)
+        batch = normalize(seq, hx, self._sizes(batch_first=False), self.weight_ih_l0)
         out, state = functional.lstm(
             batch.x,
             batch.hx,

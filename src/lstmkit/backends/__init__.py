@@ -42,7 +42,9 @@ BACKENDS: dict[str, Backend] = {
 #: Preference order for ``backend="auto"``: the first that supports the call wins.
 #: ``compiled`` is the fastest wherever it runs (float32/float64 on the CPU, numba
 #: installed: see benchmarks/RESULTS.md); ``fused`` runs everywhere else (CUDA,
-#: bfloat16, float16) and trains faster than ``reference``.
+#: bfloat16, float16) and trains faster than ``reference``. A single time step (T = 1,
+#: as in ``step()``) goes to ``reference``: with no loop to speed up, its one cell call
+#: has the least fixed cost.
 AUTO_ORDER: tuple[str, ...] = ("compiled", "fused")
 
 BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
@@ -58,6 +60,8 @@ def check_backend_name(backend: object) -> str:
 def select(backend: str, xg: Tensor) -> Recurrence:
     """The recurrence to run ``xg`` with: ``backend`` itself, or the best one for ``auto``."""
     if backend == "auto":
+        if xg.shape[0] == 1:
+            return BACKENDS["reference"].run
         for name in AUTO_ORDER:
             if BACKENDS[name].unsupported(xg) is None:
                 return BACKENDS[name].run

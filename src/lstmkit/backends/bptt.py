@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import reference
+from .contract import Recurrence as Recurrence_
 from .contract import valid_mask
 
 
@@ -88,6 +89,24 @@ def steps(T: int, reverse: bool, backward: bool = False) -> range:
 def slots(t: int, reverse: bool) -> tuple[int, int]:
     """``(prev, next)``: the state slots read and written by step ``t``."""
     return (t + 1, t) if reverse else (t, t + 1)
+
+
+def recurrence(engine: Engine) -> Recurrence_:
+    """The backend entry point (:class:`.contract.Recurrence`) running on ``engine``."""
+
+    def run_recurrence(
+        xg: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        weight_hh: Tensor,
+        weight_hr: Tensor | None = None,
+        *,
+        lengths: Tensor | None = None,
+        reverse: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
+
+    return run_recurrence
 
 
 def run(

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import bptt
 from .bptt import Buffers, slots, steps
-from .gemm import StepGemm
+from .steps import BackwardSteps, ForwardSteps
 
 try:
     from . import kernels
@@ -77,24 +77,17 @@ class NumbaEngine:
                 *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
             )  # fmt: skip
             return
-        recurrent = StepGemm(w_hh, B)
-        project = StepGemm(w_hr, B) if w_hr is not None else None
+        around = ForwardSteps(w_hh, w_hr, valid, buf)
         scratch = xg.new_empty(B, xg.shape[2])
         acts, cs, hs, tanh_cs = (x.numpy() for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs))
         ms = buf.ms.numpy() if buf.ms is not None else None
         xgs = xg.detach().numpy()
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
-            hw = recurrent.mm(buf.hs[prev], out=scratch).numpy()  # (B, 4H) h_{t-1} W_hh^T
+            hw = around.recurrent.mm(buf.hs[prev], out=scratch).numpy()  # (B, 4H) h W_hh^T
             m = hs[nxt] if ms is None else ms[t]
             kernels.step_forward(hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m)
-            if project is not None:
-                h = project.mm(buf.ms[t], out=buf.hs[nxt])
-                if h is not buf.hs[nxt]:
-                    buf.hs[nxt].copy_(h)
-            if valid is not None:  # an ended sequence keeps its state
-                torch.where(valid[t], buf.hs[nxt], buf.hs[prev], out=buf.hs[nxt])
-                torch.where(valid[t], buf.cs[nxt], buf.cs[prev], out=buf.cs[nxt])
+            around.finish(t, prev, nxt)
 
     def backward(
         self,
@@ -109,7 +102,7 @@ class NumbaEngine:
         dgates: Tensor,
         dhs: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
-        T, B, G = dgates.shape
+        T, B, _ = dgates.shape
         dtype = dgates.dtype
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_backward(
@@ -118,29 +111,16 @@ class NumbaEngine:
                 *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
             )  # fmt: skip
             return dh, dc
-        recurrent_t = StepGemm(w_hh.t(), B)  # dgates W_hh
-        project_t = StepGemm(w_hr.t(), B) if w_hr is not None else None
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dhs)
         acts, cs, tanh_cs, dg = (x.numpy() for x in (buf.acts, buf.cs, buf.tanh_cs, dgates))
         for t in steps(T, reverse, backward=True):
             prev, _ = slots(t, reverse)
-            if valid is None:
-                dh = dh + dys[t]
-            else:  # ended sequences: the state's gradient passes through untouched
-                dh_pass, dc_pass = dh.masked_fill(valid[t], 0.0), dc.masked_fill(valid[t], 0.0)
-                dh = (dh + dys[t]).masked_fill(~valid[t], 0.0)
-                dc = dc.masked_fill(~valid[t], 0.0)
-            if project_t is None:
-                dm = dh
-            else:
-                dhs[t] = dh
-                dm = project_t.mm(dh, out=dh.new_empty(B, G // 4))  # (B, H)
-            dc = dc.contiguous()
+            dm, dc = around.enter(t, dh, dc)
+            dc = dc.contiguous()  # the kernel turns it into dL/dc_{t-1} in place
             kernels.step_backward(
                 dm.contiguous().numpy(), dc.numpy(), acts[t], cs[prev], tanh_cs[t], dg[t]
             )
-            dh = recurrent_t.mm(dgates[t], out=dh.new_empty(B, dh.shape[1]))
-            if valid is not None:
-                dh, dc = dh + dh_pass, dc + dc_pass
+            dh, dc = around.leave(dgates[t], dc)
         return dh, dc
 
 
@@ -148,18 +128,5 @@ def _valid(valid: Tensor | None) -> np.ndarray:
     return _NO_VALID if valid is None else valid[:, :, 0].contiguous().numpy()
 
 
-ENGINE = NumbaEngine()
-
-
-def run_recurrence(
-    xg: Tensor,
-    h0: Tensor,
-    c0: Tensor,
-    weight_hh: Tensor,
-    weight_hr: Tensor | None = None,
-    *,
-    lengths: Tensor | None = None,
-    reverse: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Run one layer-direction over time; see :mod:`lstmkit.backends.contract`."""
-    return bptt.run(ENGINE, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
+#: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
+run_recurrence = bptt.recurrence(NumbaEngine())

@@ -31,6 +31,7 @@ class StepGemm:
     """``x W^T`` (optionally ``+ add``) for a fixed ``weight (N, K)`` over many steps."""
 
     def __init__(self, weight: Tensor, rows: int) -> None:
+        self.weight_rows = weight.shape[0]  # N: the width of the product
         self.onednn = onednn_usable(weight, rows)
         if self.onednn:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), rows)

@@ -30,9 +30,11 @@ def build_model(problem: Problem):
     s = problem.shape
     D, H = s.directions, s.H
     suffixes = ["", "_reverse"][:D]
-    nodes, inits, inputs = [], [], [
-        helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", s.I])
-    ]
+    nodes, inits, inputs = (
+        [],
+        [],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", s.I])],
+    )
     x = "x"
     for layer in range(s.L):
 
@@ -41,26 +43,35 @@ def build_model(problem: Problem):
 
         W = np.stack([_gates(t) for t in get("weight_ih")])
         R = np.stack([_gates(t) for t in get("weight_hh")])
-        B = np.stack([np.concatenate([_gates(a), _gates(b)])
-                      for a, b in zip(get("bias_ih"), get("bias_hh"))])
+        B = np.stack(
+            [np.concatenate([_gates(a), _gates(b)]) for a, b in zip(get("bias_ih"), get("bias_hh"))]
+        )
         for name, value in (("W", W), ("R", R), ("B", B)):
             inits.append(numpy_helper.from_array(value.astype(np.float32), f"{name}{layer}"))
         for name in ("h0", "c0"):
-            inputs.append(helper.make_tensor_value_info(f"{name}_{layer}", TensorProto.FLOAT,
-                                                        [D, "B", H]))
+            inputs.append(
+                helper.make_tensor_value_info(f"{name}_{layer}", TensorProto.FLOAT, [D, "B", H])
+            )
         y = f"y{layer}"
-        nodes.append(helper.make_node(
-            "LSTM", [x, f"W{layer}", f"R{layer}", f"B{layer}", "", f"h0_{layer}", f"c0_{layer}"],
-            [y, f"h{layer}", f"c{layer}"], hidden_size=H,
-            direction="bidirectional" if D == 2 else "forward",
-        ))
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                [x, f"W{layer}", f"R{layer}", f"B{layer}", "", f"h0_{layer}", f"c0_{layer}"],
+                [y, f"h{layer}", f"c{layer}"],
+                hidden_size=H,
+                direction="bidirectional" if D == 2 else "forward",
+            )
+        )
         nodes.append(helper.make_node("Transpose", [y], [f"{y}t"], perm=[0, 2, 1, 3]))
         inits.append(numpy_helper.from_array(np.array([0, 0, -1], np.int64), f"shape{layer}"))
         x = f"out{layer}"
         nodes.append(helper.make_node("Reshape", [f"{y}t", f"shape{layer}"], [x]))
     outputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["T", "B", D * H])]
-    outputs += [helper.make_tensor_value_info(f"{k}{layer}", TensorProto.FLOAT, [D, "B", H])
-                for layer in range(s.L) for k in ("h", "c")]
+    outputs += [
+        helper.make_tensor_value_info(f"{k}{layer}", TensorProto.FLOAT, [D, "B", H])
+        for layer in range(s.L)
+        for k in ("h", "c")
+    ]
     graph = helper.make_graph(nodes, "lstm", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), onnx
 
@@ -75,8 +86,9 @@ def onnx_session(problem: Problem) -> Callable[[], object]:
     options.intra_op_num_threads = torch.get_num_threads()
     # no busy-waiting between runs: it would steal the CPU from the implementations timed next
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(model.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     D = problem.shape.directions
     feeds = {"x": problem.x.numpy()}
     for layer in range(problem.shape.L):

@@ -1,0 +1,76 @@
+"""The plumbing around one cell step, shared by the engines that loop step by step in
+Python (``fused``, and ``compiled`` above its whole-sequence batch size): the recurrent
+and projection GEMMs, carrying ended sequences' state, and the mirror of both in the
+backward. The engines supply only the cell itself (torch ops or a compiled kernel).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .bptt import Buffers
+from .gemm import StepGemm
+
+
+class ForwardSteps:
+    """Per-step GEMMs and bookkeeping of a forward loop over ``buf``."""
+
+    def __init__(
+        self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, buf: Buffers
+    ) -> None:
+        batch = buf.hs.shape[1]
+        self.recurrent = StepGemm(w_hh, batch)  # h_{t-1} W_hh^T
+        self.project = StepGemm(w_hr, batch) if w_hr is not None else None  # m_t W_hr^T
+        self.valid, self.buf = valid, buf
+
+    def finish(self, t: int, prev: int, nxt: int) -> None:
+        """After the cell wrote step ``t``'s ``m`` (or ``h``): project it into ``h``, and
+        let ended sequences keep their state."""
+        buf = self.buf
+        if self.project is not None:
+            h = self.project.mm(buf.ms[t], out=buf.hs[nxt])
+            if h is not buf.hs[nxt]:
+                buf.hs[nxt].copy_(h)
+        if self.valid is not None:
+            torch.where(self.valid[t], buf.hs[nxt], buf.hs[prev], out=buf.hs[nxt])
+            torch.where(self.valid[t], buf.cs[nxt], buf.cs[prev], out=buf.cs[nxt])
+
+
+class BackwardSteps:
+    """The mirror of :class:`ForwardSteps`: what comes into and out of each cell step."""
+
+    def __init__(
+        self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, dys: Tensor,
+        dhs: Tensor | None,
+    ) -> None:  # fmt: skip
+        batch = dys.shape[1]
+        self.recurrent_t = StepGemm(w_hh.t(), batch)  # dgates W_hh
+        self.project_t = StepGemm(w_hr.t(), batch) if w_hr is not None else None  # dh W_hr
+        self.valid, self.dys, self.dhs = valid, dys, dhs
+        self.passing: tuple[Tensor, Tensor] | None = None
+
+    def enter(self, t: int, dh: Tensor, dc: Tensor) -> tuple[Tensor, Tensor]:
+        """``(dm, dc)`` for step ``t`` from the gradients ``dh``, ``dc`` of its output
+        state: adds the output's gradient; ended sequences pass theirs around the cell."""
+        if self.valid is None:
+            dh = dh + self.dys[t]
+        else:
+            v = self.valid[t]
+            self.passing = dh.masked_fill(v, 0.0), dc.masked_fill(v, 0.0)
+            dh = (dh + self.dys[t]).masked_fill(~v, 0.0)
+            dc = dc.masked_fill(~v, 0.0)
+        if self.project_t is None:
+            return dh, dc
+        self.dhs[t] = dh
+        hidden = self.project_t.weight_rows
+        return self.project_t.mm(dh, out=dh.new_empty(dh.shape[0], hidden)), dc
+
+    def leave(self, dgates: Tensor, dc: Tensor) -> tuple[Tensor, Tensor]:
+        """``(dh, dc)`` of the step's input state from its gate gradients and ``dc``."""
+        dh = self.recurrent_t.mm(
+            dgates, out=dgates.new_empty(dgates.shape[0], self.recurrent_t.weight_rows)
+        )
+        if self.passing is not None:
+            dh, dc = dh + self.passing[0], dc + self.passing[1]
+        return dh, dc

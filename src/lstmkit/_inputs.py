@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -42,9 +43,16 @@ class Normalized:
     restore: Callable[[Tensor, tuple[Tensor, Tensor]], tuple[object, tuple[Tensor, Tensor]]]
 
 
-def normalize(input: object, hx: object, sizes: Sizes, weight: Tensor) -> Normalized:
-    """Check ``input`` and ``hx`` as nn.LSTM does and bring them to the seq-first form."""
+def normalize(
+    input: object, hx: object, sizes: Sizes, weight: Tensor, lengths: object = None
+) -> Normalized:
+    """Check ``input`` and ``hx`` as nn.LSTM does and bring them to the seq-first form;
+    ``lengths`` (padded input only) gives each sequence's valid length."""
     if isinstance(input, PackedSequence):
+        if lengths is not None:
+            raise ValueError(
+                "LSTM: lengths= is for padded tensor input; a PackedSequence carries its own"
+            )
         return _normalize_packed(input, hx, sizes, weight)
     if not isinstance(input, Tensor):
         raise TypeError(
@@ -78,6 +86,8 @@ def normalize(input: object, hx: object, sizes: Sizes, weight: Tensor) -> Normal
     state = _checked_state(x, pair, x.shape[1], sizes, weight)
     if x.shape[0] == 0:
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+    if lengths is not None:
+        lengths = _checked_lengths(lengths, x.shape[1], x.shape[0], batched)
 
     def restore(out: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h_n, c_n = state
@@ -87,7 +97,30 @@ def normalize(input: object, hx: object, sizes: Sizes, weight: Tensor) -> Normal
             out = out.transpose(0, 1)  # (T, B, *) -> (B, T, *)
         return out, (h_n, c_n)
 
-    return Normalized(x, state, None, restore)
+    return Normalized(x, state, lengths, restore)
+
+
+def _checked_lengths(lengths: object, batch: int, steps: int, batched: bool) -> Tensor:
+    """``lengths`` as a (B,) int64 tensor with values in [0, T], or a clear error."""
+    try:
+        got = torch.as_tensor(lengths)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"LSTM: lengths should be a tensor or sequence of ints, got {type(lengths).__name__}"
+        ) from None
+    if got.is_floating_point() or got.is_complex() or got.dtype == torch.bool:
+        raise TypeError(f"LSTM: lengths should hold integers, got {got.dtype}")
+    expected = (batch,) if batched else ((), (1,))
+    if (tuple(got.shape) != expected) if batched else (tuple(got.shape) not in expected):
+        want = f"({batch},)" if batched else "() or (1,) for unbatched input"
+        raise ValueError(f"LSTM: lengths should have shape {want}, got {tuple(got.shape)}")
+    got = got.reshape(batch).to(torch.int64)
+    if batch and (int(got.min()) < 0 or int(got.max()) > steps):
+        raise ValueError(
+            f"LSTM: lengths should lie in [0, {steps}] (the padded length), "
+            f"got values from {int(got.min())} to {int(got.max())}"
+        )
+    return got
 
 
 def _normalize_packed(

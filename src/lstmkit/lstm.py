@@ -8,6 +8,7 @@ plumbing; the mathematics lives in :mod:`lstmkit.cell`, the loop in
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -161,9 +162,17 @@ class LSTM(nn.Module):
         self,
         input: Tensor | PackedSequence,
         hx: tuple[Tensor, Tensor] | None = None,
+        *,
+        lengths: Tensor | Sequence[int] | None = None,
     ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
-        """``(output, (h_n, c_n))`` for ``input`` from state ``hx``, exactly as nn.LSTM."""
-        batch = normalize(input, hx, self._sizes(), self.weight_ih_l0)
+        """``(output, (h_n, c_n))`` for ``input`` from state ``hx``, exactly as nn.LSTM.
+
+        ``lengths`` (keyword-only, padded tensor input): each sequence's valid length,
+        shape ``(B,)`` with values in ``[0, T]``. The result is what packing the batch
+        would give, without packing: ``h_n``/``c_n`` at each sequence's own last step,
+        the reverse direction starting there, and zeros in ``output`` past each end.
+        """
+        batch = normalize(input, hx, self._sizes(), self.weight_ih_l0, lengths)
         out, state = functional.lstm(
             batch.x,
             batch.hx,

@@ -176,9 +176,11 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
         t = T - 1 - step if reverse else step
         prev, nxt = (t + 1, t) if reverse else (t, t + 1)
         for b in range(B):
-            if masked and not valid[t, b]:
+            if masked and not valid[t, b]:  # an ended sequence keeps its state
                 hs[nxt, b] = hs[prev, b]
                 cs[nxt, b] = cs[prev, b]
+                if project:
+                    ms[t, b] = 0.0  # read by dW_hr = sum dh^T m (with dh = 0 here)
                 continue
             hw[:] = 0.0
             mat_vec(w_hh, hs[prev, b], hw)

@@ -7,9 +7,9 @@ computed by lstmkit's own code: one cell function (:mod:`lstmkit.cell`), one rec
 """
 
 from .cell import lstm_cell
-from .functional import LayerWeights
+from .functional import LayerWeights, States
 from .lstm import LSTM
 from .lstm_cell import LSTMCell
 
-__all__ = ["LSTM", "LSTMCell", "LayerWeights", "lstm_cell"]
+__all__ = ["LSTM", "LSTMCell", "LayerWeights", "States", "lstm_cell"]
 __version__ = "0.1.0"

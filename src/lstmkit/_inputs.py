@@ -40,6 +40,7 @@ class Normalized:
     x: Tensor  # (T, B, I)
     hx: tuple[Tensor, Tensor]  # (L*D, B, P), (L*D, B, H)
     lengths: Tensor | None  # (B,) or None
+    batched: bool  # False: the caller's input had no batch dimension
     restore: Callable[[Tensor, tuple[Tensor, Tensor]], tuple[object, tuple[Tensor, Tensor]]]
 
 
@@ -97,7 +98,7 @@ def normalize(
             out = out.transpose(0, 1)  # (T, B, *) -> (B, T, *)
         return out, (h_n, c_n)
 
-    return Normalized(x, state, lengths, restore)
+    return Normalized(x, state, lengths, batched, restore)
 
 
 def _checked_lengths(lengths: object, batch: int, steps: int, batched: bool) -> Tensor:
@@ -150,7 +151,7 @@ def _normalize_packed(
         packed = pack_padded_sequence(out, sorted_lengths, enforce_sorted=True)
         return PackedSequence(packed.data, batch_sizes, sorted_indices, unsorted_indices), state
 
-    return Normalized(x, state, lengths, restore)
+    return Normalized(x, state, lengths, True, restore)
 
 
 def _checked_state(

@@ -28,6 +28,18 @@ from . import backends
 from .backends.gemm import linear
 
 
+class States(NamedTuple):
+    """Every step's state of every layer and direction (``k = l*D + d``).
+
+    ``h``: ``(L*D, T, B, P)``, ``c``: ``(L*D, T, B, H)`` (seq-first; the modules return
+    them in the caller's layout), zeros past each sequence's length. ``h`` of the last
+    layer is the output; inner layers' ``h`` are before inter-layer dropout.
+    """
+
+    h: Tensor
+    c: Tensor
+
+
 class LayerWeights(NamedTuple):
     """Weights of one layer in one direction, in torch's layout and gate order i, f, g, o.
 
@@ -58,7 +70,8 @@ def lstm(
     training: bool = False,
     lengths: Tensor | None = None,
     backend: str = "auto",
-) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    return_states: bool = False,
+) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
     Args:
@@ -71,9 +84,11 @@ def lstm(
         training: whether dropout is active.
         lengths: ``(B,)`` valid length of each sequence, or ``None`` for all ``T``.
         backend: name of the recurrence backend, or ``"auto"``.
+        return_states: also return every step's ``h`` and ``c`` (:class:`States`).
 
     Returns:
-        ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``.
+        ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
+        with ``return_states``, ``(output, (h_n, c_n), States(h, c))``.
 
     Example:
         >>> T, B, I, H = 5, 2, 3, 4
@@ -89,6 +104,8 @@ def lstm(
         lengths = lengths.to(device=x.device, dtype=torch.int64)
     h_n: list[Tensor] = []
     c_n: list[Tensor] = []
+    every_h: list[Tensor] = []
+    every_c: list[Tensor] = []
     for layer in range(num_layers):
         outputs = []
         for direction in range(num_directions):
@@ -96,13 +113,22 @@ def lstm(
             w = weights[k]
             xg = input_projection(x, w)  # (T, B, 4H)
             run = backends.select(backend, xg)
-            ys, h, c = run(
-                xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths, reverse=direction == 1
-            )  # (T, B, P), (B, P), (B, H)
+            ys, h, c, *cs = run(
+                xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
+                reverse=direction == 1, cell_states=return_states,
+            )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
             outputs.append(ys)
+            every_h.append(ys)
+            every_c.extend(cs)
             h_n.append(h)
             c_n.append(c)
         x = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D*P)
         if training and dropout > 0 and layer < num_layers - 1:
             x = F.dropout(x, dropout, training=True)
+    if return_states:
+        return (
+            x,
+            (torch.stack(h_n), torch.stack(c_n)),
+            States(torch.stack(every_h), torch.stack(every_c)),
+        )
     return x, (torch.stack(h_n), torch.stack(c_n))

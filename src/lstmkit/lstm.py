@@ -164,16 +164,27 @@ class LSTM(nn.Module):
         hx: tuple[Tensor, Tensor] | None = None,
         *,
         lengths: Tensor | Sequence[int] | None = None,
-    ) -> tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]:
+        return_states: bool = False,
+    ) -> (
+        tuple[Tensor | PackedSequence, tuple[Tensor, Tensor]]
+        | tuple[Tensor | PackedSequence, tuple[Tensor, Tensor], functional.States]
+    ):
         """``(output, (h_n, c_n))`` for ``input`` from state ``hx``, exactly as nn.LSTM.
 
         ``lengths`` (keyword-only, padded tensor input): each sequence's valid length,
         shape ``(B,)`` with values in ``[0, T]``. The result is what packing the batch
         would give, without packing: ``h_n``/``c_n`` at each sequence's own last step,
         the reverse direction starting there, and zeros in ``output`` past each end.
+
+        ``return_states=True`` (keyword-only) adds a third result, every step's state of
+        every layer and direction: ``states.h`` of shape ``(L*D, T, B, P)`` and
+        ``states.c`` of shape ``(L*D, T, B, H)`` (``(L*D, B, T, *)`` with
+        ``batch_first``, no ``B`` when unbatched, padded and in the caller's batch order
+        for a ``PackedSequence``), zeros past each sequence's end; gradients flow
+        through them.
         """
         batch = normalize(input, hx, self._sizes(), self.weight_ih_l0, lengths)
-        out, state = functional.lstm(
+        out, state, *states = functional.lstm(
             batch.x,
             batch.hx,
             self.layer_weights(),
@@ -182,8 +193,16 @@ class LSTM(nn.Module):
             training=self.training,
             lengths=batch.lengths,
             backend=self.backend,
+            return_states=return_states,
         )
-        return batch.restore(out, state)
+        if not return_states:
+            return batch.restore(out, state)
+        h, c = states[0]  # (L*D, T, B, *)
+        if not batch.batched:
+            h, c = h.squeeze(2), c.squeeze(2)
+        elif self.batch_first:
+            h, c = h.transpose(1, 2), c.transpose(1, 2)
+        return (*batch.restore(out, state), functional.States(h, c))
 
     def step(
         self, x_t: Tensor, hx: tuple[Tensor, Tensor] | None = None

@@ -67,6 +67,7 @@ class Engine(Protocol):
     def backward(
         self,
         dys: Tensor,
+        dcs: Tensor | None,
         dh: Tensor,
         dc: Tensor,
         w_hh: Tensor,
@@ -78,7 +79,8 @@ class Engine(Protocol):
         dhs: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         """Fill ``dgates`` (and ``dhs`` = dL/dh_t when projecting) walking back from
-        ``dh = dL/dh_n``, ``dc = dL/dc_n``; return ``(dL/dh_0, dL/dc_0)``."""
+        ``dh = dL/dh_n``, ``dc = dL/dc_n``, adding ``dys`` (dL/dy_t) and ``dcs``
+        (dL/dc_t, or None) at each step; return ``(dL/dh_0, dL/dc_0)``."""
 
 
 def steps(T: int, reverse: bool, backward: bool = False) -> range:
@@ -103,8 +105,10 @@ def recurrence(engine: Engine) -> Recurrence_:
         *,
         lengths: Tensor | None = None,
         reverse: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        return run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
+        cell_states: bool = False,
+    ) -> tuple[Tensor, ...]:
+        outputs = run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
+        return outputs if cell_states else outputs[:3]
 
     return run_recurrence
 
@@ -118,8 +122,8 @@ def run(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The recurrence contract on ``engine``: through :class:`Recurrence` when a gradient
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(ys, h_n, c_n, cs)`` on ``engine``: through :class:`Recurrence` when a gradient
     may be asked for, else straight through the forward loop (no autograd bookkeeping)."""
     inputs = (xg, h0, c0, weight_hh, weight_hr)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
@@ -137,8 +141,8 @@ def forward(
     lengths: Tensor | None,
     reverse: bool,
     keep: bool = True,
-) -> tuple[tuple[Tensor, Tensor, Tensor], Buffers, Tensor | None]:
-    """The forward loop: ``(ys, h_n, c_n)``, the buffers it filled, the validity mask.
+) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], Buffers, Tensor | None]:
+    """The forward loop: ``(ys, h_n, c_n, cs)``, the buffers it filled, the validity mask.
 
     With ``keep=False`` (no backward will follow) the gate and ``tanh(c)`` buffers are one
     step's worth, reused at every step (a stride-0 time axis), instead of ``T`` steps'.
@@ -158,10 +162,11 @@ def forward(
     buf.cs[first], buf.hs[first] = c0, h0
     engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
     ys = buf.hs[:-1] if reverse else buf.hs[1:]  # (T, B, P), time order
+    cs = buf.cs[:-1] if reverse else buf.cs[1:]  # (T, B, H)
     if valid is not None:
-        ys = ys.masked_fill(~valid, 0.0)
+        ys, cs = ys.masked_fill(~valid, 0.0), cs.masked_fill(~valid, 0.0)
     last = 0 if reverse else T
-    return (ys, buf.hs[last].clone(), buf.cs[last].clone()), buf, valid
+    return (ys, buf.hs[last].clone(), buf.cs[last].clone(), cs), buf, valid
 
 
 class Recurrence(torch.autograd.Function):
@@ -176,7 +181,7 @@ class Recurrence(torch.autograd.Function):
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         outputs, buf, valid = forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
         ctx.reverse, ctx.engine = reverse, engine
         ctx.save_for_backward(
@@ -186,22 +191,26 @@ class Recurrence(torch.autograd.Function):
         return outputs
 
     @staticmethod
-    def backward(ctx: Any, dys: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None):
+    def backward(
+        ctx: Any, dys: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None,
+        dcs: Tensor | None,
+    ):  # fmt: skip
         saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return _reference_backward(ctx, saved[:6], (dys, dh_n, dc_n))
+            return _reference_backward(ctx, saved[:6], (dys, dh_n, dc_n, dcs))
         xg, h0, c0, weight_hh, weight_hr, _ = saved[:6]
         valid, acts, cs, hs, tanh_cs, ms = saved[6:]
         buf = Buffers(acts, cs, hs, tanh_cs, ms)
         T, B, G = acts.shape
         P = hs.shape[2]
         dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
+        dcs = None if dcs is None else dcs.contiguous()
         dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
         dc = c0.new_zeros(c0.shape) if dc_n is None else dc_n.clone()  # (B, H)
         dgates = xg.new_empty(T, B, G)
         dhs = xg.new_empty(T, B, P) if weight_hr is not None else None
         dh, dc = ctx.engine.backward(
-            dys, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, dgates, dhs
+            dys, dcs, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, dgates, dhs
         )
         dweight_hh = dweight_hr = None
         if ctx.needs_input_grad[3]:  # sum_t dgates_t^T h_{t-1}: one GEMM over T*B rows
@@ -219,8 +228,9 @@ def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
     wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
     with torch.enable_grad():
         outs = reference.run_recurrence(
-            xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse
-        )
+            xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse,
+            cell_states=True,
+        )  # fmt: skip
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
         got = torch.autograd.grad(
             [o for o, _ in pairs],

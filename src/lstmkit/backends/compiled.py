@@ -92,6 +92,7 @@ class NumbaEngine:
     def backward(
         self,
         dys: Tensor,
+        dcs: Tensor | None,
         dh: Tensor,
         dc: Tensor,
         w_hh: Tensor,
@@ -106,12 +107,13 @@ class NumbaEngine:
         dtype = dgates.dtype
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_backward(
-                _np(dys, dtype), _np(dh, dtype), _np(dc, dtype), _np(w_hh.contiguous(), dtype),
+                _np(dys, dtype), _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype),
+                _np(w_hh.contiguous(), dtype),
                 _np(None if w_hr is None else w_hr.contiguous(), dtype), _valid(valid), reverse,
                 *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
             )  # fmt: skip
             return dh, dc
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dhs)
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
         acts, cs, tanh_cs, dg = (x.numpy() for x in (buf.acts, buf.cs, buf.tanh_cs, dgates))
         for t in steps(T, reverse, backward=True):
             prev, _ = slots(t, reverse)

@@ -2,8 +2,9 @@
 
 A backend is a function::
 
-    run_recurrence(xg, h0, c0, weight_hh, weight_hr=None, *, lengths=None, reverse=False)
-        -> (ys, h_n, c_n)
+    run_recurrence(xg, h0, c0, weight_hh, weight_hr=None, *, lengths=None, reverse=False,
+                   cell_states=False)
+        -> (ys, h_n, c_n), or (ys, h_n, c_n, cs) with cell_states=True
 
 Shapes (T time, B batch, H hidden, P width of h)::
 
@@ -13,6 +14,7 @@ Shapes (T time, B batch, H hidden, P width of h)::
     lengths   (B,) int64 on xg's device, or None (every sequence has length T)
     ys        (T, B, P)    h_t for every step; zeros where t >= lengths[b]
     h_n, c_n  (B, P), (B, H): the state after each sequence's own last step
+    cs        (T, B, H)    c_t for every step; zeros where t >= lengths[b]
 
 ``reverse=True`` walks t = T-1..0, each sequence starting from its own last step.
 Everything else (layers, directions, dropout, packing, layouts) lives in
@@ -38,7 +40,8 @@ class Recurrence(Protocol):
         *,
         lengths: Tensor | None = None,
         reverse: bool = False,
-    ) -> tuple[Tensor, Tensor, Tensor]: ...
+        cell_states: bool = False,
+    ) -> tuple[Tensor, ...]: ...
 
 
 def valid_mask(lengths: Tensor, steps: int) -> Tensor:

@@ -50,6 +50,7 @@ class TorchEngine:
     def backward(
         self,
         dys: Tensor,
+        dcs: Tensor | None,
         dh: Tensor,
         dc: Tensor,
         w_hh: Tensor,
@@ -71,7 +72,7 @@ class TorchEngine:
         ).view(T, B, 3, H)
         dgate_of_dm = tanh_cs * o * (1 - o)  # d(o pre-activation) / dm
         dc_of_dm = o * (1 - tanh_cs * tanh_cs)  # dc / dm through tanh(c)
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dhs)
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
         dg_t, f_t = dgates.unbind(0), f.unbind(0)
         for t in steps(T, reverse, backward=True):
             dm, dc = around.enter(t, dh, dc)

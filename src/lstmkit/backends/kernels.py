@@ -192,14 +192,16 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sequence_backward(dys, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs):
+def sequence_backward(dys, dcs, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs):
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
-    dL/dh_0, dL/dc_0. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``
+    dL/dh_0, dL/dc_0. ``dcs`` is dL/dc_t (T, B, H), or (0, 0, 0) when the cell states
+    are not an output. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``
     receives dL/dh_t (used for dW_hr) when projecting."""
     T, B, G = dgates.shape
     H = G // 4
     project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
+    cell_grads = dcs.shape[0] > 0
     dm = np.empty(H, dgates.dtype)
     dh_in = np.empty(dh.shape[1], dgates.dtype)
     for step in range(T):
@@ -212,6 +214,8 @@ def sequence_backward(dys, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs
                     dhs[t, b] = 0.0
                 continue
             dh_in[:] = dh[b] + dys[t, b]
+            if cell_grads:
+                dc[b] += dcs[t, b]
             if project:
                 dhs[t, b] = dh_in
                 dm[:] = 0.0

@@ -25,21 +25,25 @@ def run_recurrence(
     *,
     lengths: Tensor | None = None,
     reverse: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
+    cell_states: bool = False,
+) -> tuple[Tensor, ...]:
     """Run one layer-direction over time; see :mod:`lstmkit.backends.contract`."""
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
     xs = xg.unbind(0)  # T x (B, 4H); never xg[t] under autograd (see PERFORMANCE.md)
     valid = None if lengths is None else valid_mask(lengths, xg.shape[0]).unbind(0)
     h, c = h0, c0
     ys: list[Tensor] = [h0] * xg.shape[0]
+    cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
         h_new, c_new = lstm_cell(xs[t], h, c, weight_hh, weight_hr)
         if valid is None:
             h, c = h_new, c_new
-            ys[t] = h
+            ys[t], cs[t] = h, c
         else:
             m = valid[t]  # (B, 1): has sequence b reached step t?
             h = torch.where(m, h_new, h)
             c = torch.where(m, c_new, c)
-            ys[t] = torch.where(m, h_new, 0.0)
+            ys[t], cs[t] = torch.where(m, h_new, 0.0), torch.where(m, c_new, 0.0)
+    if cell_states:
+        return torch.stack(ys), h, c, torch.stack(cs)  # ..., (T, B, H)
     return torch.stack(ys), h, c  # (T, B, P), (B, P), (B, H)

@@ -42,24 +42,26 @@ class BackwardSteps:
 
     def __init__(
         self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, dys: Tensor,
-        dhs: Tensor | None,
+        dcs: Tensor | None, dhs: Tensor | None,
     ) -> None:  # fmt: skip
         batch = dys.shape[1]
         self.recurrent_t = StepGemm(w_hh.t(), batch)  # dgates W_hh
         self.project_t = StepGemm(w_hr.t(), batch) if w_hr is not None else None  # dh W_hr
-        self.valid, self.dys, self.dhs = valid, dys, dhs
+        self.valid, self.dys, self.dcs, self.dhs = valid, dys, dcs, dhs
         self.passing: tuple[Tensor, Tensor] | None = None
 
     def enter(self, t: int, dh: Tensor, dc: Tensor) -> tuple[Tensor, Tensor]:
         """``(dm, dc)`` for step ``t`` from the gradients ``dh``, ``dc`` of its output
-        state: adds the output's gradient; ended sequences pass theirs around the cell."""
+        state: adds the step's outputs' gradients (``y_t``, and ``c_t`` when it is an
+        output); ended sequences pass theirs around the cell."""
+        dc_out = dc if self.dcs is None else dc + self.dcs[t]
         if self.valid is None:
-            dh = dh + self.dys[t]
+            dh, dc = dh + self.dys[t], dc_out
         else:
             v = self.valid[t]
             self.passing = dh.masked_fill(v, 0.0), dc.masked_fill(v, 0.0)
             dh = (dh + self.dys[t]).masked_fill(~v, 0.0)
-            dc = dc.masked_fill(~v, 0.0)
+            dc = dc_out.masked_fill(~v, 0.0)
         if self.project_t is None:
             return dh, dc
         self.dhs[t] = dh

@@ -35,7 +35,7 @@ def forbid(*_args: object, **_kwargs: object) -> None:
 
 @pytest.fixture
 def no_torch_lstm(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("lstm", "lstm_cell", "gru", "rnn_tanh", "rnn_relu"):
+    for name in ("lstm", "cell_step", "gru", "rnn_tanh", "rnn_relu"):
         monkeypatch.setattr(torch._VF, name, forbid, raising=False)
         monkeypatch.setattr(torch, name, forbid, raising=False)
     monkeypatch.setattr(nn.LSTM, "forward", forbid)

@@ -6,10 +6,10 @@ computed by lstmkit's own code: one cell function (:mod:`lstmkit.cell`), one rec
 (:mod:`lstmkit.backends`), layers and directions around it (:mod:`lstmkit.functional`).
 """
 
-from .cell import lstm_cell
+from .cell import cell_step
 from .functional import LayerWeights, States
 from .lstm import LSTM
 from .lstm_cell import LSTMCell
 
-__all__ = ["LSTM", "LSTMCell", "LayerWeights", "States", "lstm_cell"]
+__all__ = ["LSTM", "LSTMCell", "LayerWeights", "States", "cell_step"]
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 
-def lstm_cell(
+def cell_step(
     xg: Tensor,
     h: Tensor,
     c: Tensor,
@@ -48,7 +48,7 @@ def lstm_cell(
 
     Example:
         >>> B, H = 3, 5
-        >>> h, c = lstm_cell(torch.randn(B, 4 * H), torch.zeros(B, H), torch.zeros(B, H),
+        >>> h, c = cell_step(torch.randn(B, 4 * H), torch.zeros(B, H), torch.zeros(B, H),
         ...                  torch.randn(4 * H, H))
         >>> h.shape, c.shape
         (torch.Size([3, 5]), torch.Size([3, 5]))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_positive_int
-from .cell import lstm_cell
+from .cell import cell_step
 from .functional import LayerWeights, input_projection
 
 
@@ -74,7 +74,7 @@ class LSTMCell(nn.Module):
         """``(h', c')`` after one step from ``hx`` on ``input``, exactly as nn.LSTMCell."""
         x, (h, c), batched = self._normalize(input, hx)
         w = LayerWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        h, c = lstm_cell(input_projection(x, w), h, c, self.weight_hh)
+        h, c = cell_step(input_projection(x, w), h, c, self.weight_hh)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cell import lstm_cell
+from ..cell import cell_step
 from .contract import valid_mask
 
 
@@ -35,7 +35,7 @@ def run_recurrence(
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        h_new, c_new = lstm_cell(xs[t], h, c, weight_hh, weight_hr)
+        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr)
         if valid is None:
             h, c = h_new, c_new
             ys[t], cs[t] = h, c

@@ -123,6 +123,29 @@ class LSTM(nn.Module):
                 )
         self.reset_parameters()
 
+    @classmethod
+    def from_torch(cls, lstm: nn.LSTM, *, backend: str = "auto") -> LSTM:
+        """An lstmkit.LSTM with ``lstm``'s configuration, device, dtype, weights and mode."""
+        weight = lstm.weight_ih_l0
+        ours = cls(
+            lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+            lstm.dropout, lstm.bidirectional, lstm.proj_size, device=weight.device,
+            dtype=weight.dtype, backend=backend,
+        )  # fmt: skip
+        ours.load_state_dict(lstm.state_dict())
+        return ours.train(lstm.training)
+
+    def to_torch(self) -> nn.LSTM:
+        """A ``torch.nn.LSTM`` with this module's configuration, device, dtype, weights and mode."""
+        weight = self.weight_ih_l0
+        theirs = nn.LSTM(
+            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
+            self.dropout, self.bidirectional, self.proj_size, device=weight.device,
+            dtype=weight.dtype,
+        )  # fmt: skip
+        theirs.load_state_dict(self.state_dict())
+        return theirs.train(self.training)
+
     def reset_parameters(self) -> None:
         """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch does."""
         stdv = 1.0 / math.sqrt(self.hidden_size)

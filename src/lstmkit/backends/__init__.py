@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from . import compiled, fused, reference
@@ -33,10 +34,26 @@ def _always(xg: Tensor) -> str | None:
     return None
 
 
+def _untransformed(xg: Tensor) -> str | None:
+    """The hand-written backward (an autograd Function with buffers and, for ``compiled``,
+    numba calls) is not traceable by torch.compile nor transformable by torch.func; the
+    reference loop, plain torch ops, is both."""
+    if torch.compiler.is_compiling():
+        return "torch.compile traces the reference loop only (use backend='auto' or 'reference')"
+    active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+    if active():
+        return "torch.func transforms (vmap, grad, jacrev, ...) need backend='auto' or 'reference'"
+    return None
+
+
+def _compiled_unsupported(xg: Tensor) -> str | None:
+    return _untransformed(xg) or compiled.unsupported(xg)
+
+
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always),
-    "fused": Backend("fused", fused.run_recurrence, _always),
-    "compiled": Backend("compiled", compiled.run_recurrence, compiled.unsupported),
+    "fused": Backend("fused", fused.run_recurrence, _untransformed),
+    "compiled": Backend("compiled", compiled.run_recurrence, _compiled_unsupported),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.
@@ -44,7 +61,8 @@ BACKENDS: dict[str, Backend] = {
 #: installed: see benchmarks/RESULTS.md); ``fused`` runs everywhere else (CUDA,
 #: bfloat16, float16) and trains faster than ``reference``. A single time step (T = 1,
 #: as in ``step()``) goes to ``reference``: with no loop to speed up, its one cell call
-#: has the least fixed cost.
+#: has the least fixed cost. Under torch.compile or torch.func transforms neither applies
+#: and ``auto`` runs ``reference``.
 AUTO_ORDER: tuple[str, ...] = ("compiled", "fused")
 
 BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
@@ -65,7 +83,7 @@ def select(backend: str, xg: Tensor) -> Recurrence:
         for name in AUTO_ORDER:
             if BACKENDS[name].unsupported(xg) is None:
                 return BACKENDS[name].run
-        return BACKENDS["reference"].run  # pragma: no cover (fused supports every call)
+        return BACKENDS["reference"].run
     chosen = BACKENDS[check_backend_name(backend)]
     reason = chosen.unsupported(xg)
     if reason is not None:

@@ -1,0 +1,75 @@
+"""lstmkit.onnx: the exported model runs in onnxruntime and matches PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import lstmkit
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from lstmkit.onnx import export, to_model  # noqa: E402
+
+
+def run(model, **feeds):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {k: v.numpy() for k, v in feeds.items()})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(num_layers=2, bidirectional=True),
+        dict(num_layers=3, bias=False),
+        dict(num_layers=2, batch_first=True, bidirectional=True),
+    ],
+    ids=str,
+)
+def test_export_matches_pytorch_with_dynamic_batch_and_length(kwargs: dict) -> None:
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(5, 6, **kwargs).eval()
+    model = to_model(lstm)
+    onnx.checker.check_model(model)
+    L, D = lstm.num_layers, 2 if lstm.bidirectional else 1
+    for T, B in ((4, 3), (9, 1)):  # one model, several batch sizes and lengths
+        x = torch.randn(B, T, 5) if lstm.batch_first else torch.randn(T, B, 5)
+        hx = (torch.randn(L * D, B, 6), torch.randn(L * D, B, 6))
+        got = run(model, input=x, h0=hx[0], c0=hx[1])
+        with torch.no_grad():
+            out, (h, c) = lstm(x, hx)
+        for a, b in zip(got, (out, h, c)):
+            torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
+def test_export_with_lengths_equals_lengths() -> None:
+    torch.manual_seed(1)
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=True).eval()
+    x, lengths = torch.randn(6, 3, 4), torch.tensor([6, 2, 4])
+    got = run(
+        to_model(lstm, with_state=False, with_lengths=True),
+        input=x,
+        lengths=lengths.to(torch.int32),
+    )
+    with torch.no_grad():
+        out, (h, c) = lstm(x, lengths=lengths)
+    for a, b in zip(got, (out, h, c)):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
+def test_export_writes_a_file(tmp_path) -> None:
+    lstm = lstmkit.LSTM(3, 4)
+    export(lstm, tmp_path / "lstm.onnx", with_state=False)
+    model = onnx.load(str(tmp_path / "lstm.onnx"))
+    assert [n.op_type for n in model.graph.node].count("LSTM") == 1
+    x = torch.randn(5, 2, 3)
+    (out, _, _) = run(model, input=x)
+    with torch.no_grad():
+        np.testing.assert_allclose(out, lstm(x)[0].numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_projection_is_refused_clearly() -> None:
+    with pytest.raises(NotImplementedError, match="proj_size > 0 has no ONNX LSTM operator"):
+        to_model(lstmkit.LSTM(3, 4, proj_size=2))

@@ -1,0 +1,107 @@
+"""Weights from other frameworks' LSTM layouts into an lstmkit.LSTM (and torch's layout).
+
+torch (and lstmkit) keep, per layer and direction, ``weight_ih (4H, I)``, ``weight_hh
+(4H, H)``, ``bias_ih``, ``bias_hh`` with gates in the order i, f, g, o. Other layouts:
+
+=========  ==========================================  ===========  =====================
+source     weights                                     gate order   biases
+=========  ==========================================  ===========  =====================
+Keras      ``kernel (I, 4H)``, ``recurrent_kernel``    i, f, c, o   one ``bias (4H)``
+           ``(H, 4H)``: transposed
+ONNX       ``W (D, 4H, I)``, ``R (D, 4H, H)``          i, o, f, c   ``B (D, 8H)`` =
+           (the ``LSTM`` operator's inputs)                         [Wb, Rb]
+haste      ``kernel (I, 4H)``, ``recurrent_kernel``    i, g, f, o   one ``bias (4H)``
+           ``(H, 4H)``: transposed
+=========  ==========================================  ===========  =====================
+
+(Keras's ``c`` is torch's ``g``.) A single bias goes to ``bias_ih`` with ``bias_hh``
+zeroed: the sum, which is all the cell uses, is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .lstm import LSTM
+
+#: For each of torch's gates i, f, g, o: its position in the source's gate order.
+KERAS_ORDER = (0, 1, 2, 3)  # source i, f, c, o
+ONNX_ORDER = (0, 2, 3, 1)  # source i, o, f, c
+HASTE_ORDER = (0, 2, 1, 3)  # source i, g, f, o
+
+
+def to_torch_gates(t: Tensor, order: Sequence[int], dim: int = 0) -> Tensor:
+    """Reorder the 4H axis ``dim`` of ``t`` from a source gate order into i, f, g, o."""
+    chunks = torch.as_tensor(t).chunk(4, dim=dim)
+    return torch.cat([chunks[k] for k in order], dim=dim)
+
+
+def load_keras(
+    lstm: LSTM, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None, *,
+    layer: int = 0, reverse: bool = False,
+) -> None:  # fmt: skip
+    """Set one layer-direction of ``lstm`` from a Keras ``LSTM``'s ``get_weights()``."""
+    _assign(lstm, layer, reverse,
+            to_torch_gates(kernel, KERAS_ORDER, dim=1).T,
+            to_torch_gates(recurrent_kernel, KERAS_ORDER, dim=1).T,
+            None if bias is None else to_torch_gates(bias, KERAS_ORDER), None)  # fmt: skip
+
+
+def load_haste(
+    lstm: LSTM, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None, *,
+    layer: int = 0, reverse: bool = False,
+) -> None:  # fmt: skip
+    """Set one layer-direction of ``lstm`` from haste's ``LSTM`` weights."""
+    _assign(lstm, layer, reverse,
+            to_torch_gates(kernel, HASTE_ORDER, dim=1).T,
+            to_torch_gates(recurrent_kernel, HASTE_ORDER, dim=1).T,
+            None if bias is None else to_torch_gates(bias, HASTE_ORDER), None)  # fmt: skip
+
+
+def load_onnx(lstm: LSTM, W: Tensor, R: Tensor, B: Tensor | None = None, *, layer: int = 0) -> None:
+    """Set layer ``layer`` of ``lstm`` (every direction) from an ONNX ``LSTM`` node's inputs.
+
+    Peepholes (the node's ``P`` input) have no place in a plain LSTM and are refused.
+    """
+    W, R = torch.as_tensor(W), torch.as_tensor(R)
+    D = 2 if lstm.bidirectional else 1
+    if W.shape[0] != D:
+        raise ValueError(f"load_onnx: W has {W.shape[0]} directions, the LSTM has {D}")
+    for d in range(D):
+        b_ih = b_hh = None
+        if B is not None:
+            wb, rb = torch.as_tensor(B)[d].chunk(2)
+            b_ih, b_hh = to_torch_gates(wb, ONNX_ORDER), to_torch_gates(rb, ONNX_ORDER)
+        _assign(lstm, layer, d == 1, to_torch_gates(W[d], ONNX_ORDER),
+                to_torch_gates(R[d], ONNX_ORDER), b_ih, b_hh)  # fmt: skip
+
+
+def _assign(
+    lstm: LSTM, layer: int, reverse: bool, w_ih: Tensor, w_hh: Tensor,
+    b_ih: Tensor | None, b_hh: Tensor | None,
+) -> None:  # fmt: skip
+    if not 0 <= layer < lstm.num_layers:
+        raise ValueError(f"layer must be in [0, {lstm.num_layers}), got {layer}")
+    if reverse and not lstm.bidirectional:
+        raise ValueError("reverse=True needs a bidirectional LSTM")
+    if lstm.proj_size:
+        raise ValueError("these layouts have no projection; the LSTM has proj_size > 0")
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    values = {"weight_ih": w_ih, "weight_hh": w_hh}
+    if lstm.bias:
+        if b_ih is None:
+            raise ValueError("the LSTM has biases: pass the source's bias")
+        values["bias_ih"] = b_ih
+        values["bias_hh"] = torch.zeros_like(b_ih) if b_hh is None else b_hh
+    with torch.no_grad():
+        for name, value in values.items():
+            param = getattr(lstm, name + suffix)
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(
+                    f"{name + suffix}: expected shape {tuple(param.shape)} after conversion, "
+                    f"got {tuple(value.shape)}"
+                )
+            param.copy_(value)

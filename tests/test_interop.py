@@ -1,0 +1,121 @@
+"""Weights from Keras, ONNX and haste layouts give those frameworks' outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import lstmkit
+from lstmkit.interop import load_haste, load_keras, load_onnx
+
+R = np.random.default_rng(0)
+
+
+def rand(*shape: int) -> np.ndarray:
+    return (R.standard_normal(shape) * 0.3).astype(np.float32)
+
+
+def test_keras_lstm_outputs() -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    I, H, B, T = 3, 5, 2, 6
+    layer = keras.layers.LSTM(H, return_sequences=True, return_state=True)
+    x = rand(B, T, I)
+    layer(x)  # builds the weights
+    weights = [rand(I, 4 * H), rand(H, 4 * H), rand(4 * H)]
+    layer.set_weights(weights)
+    y, h, c = (np.asarray(keras.ops.convert_to_numpy(t)) for t in layer(x))
+    lstm = lstmkit.LSTM(I, H, batch_first=True)
+    load_keras(lstm, *map(torch.from_numpy, weights))
+    with torch.no_grad():
+        out, (h_n, c_n) = lstm(torch.from_numpy(x))
+    for got, want in ((out, y), (h_n[0], h), (c_n[0], c)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def onnx_lstm_node_outputs(x, W, R_, B):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    D, G, _ = W.shape
+    node = helper.make_node(
+        "LSTM",
+        ["X", "W", "R", "B"],
+        ["Y", "Y_h", "Y_c"],
+        hidden_size=G // 4,
+        direction="bidirectional" if D == 2 else "forward",
+    )
+    f = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info(n, f, list(v.shape))
+            for n, v in (("X", x), ("W", W), ("R", R_), ("B", B))
+        ],
+        [
+            helper.make_tensor_value_info(n, f, shape)
+            for n, shape in (
+                ("Y", [x.shape[0], D, x.shape[1], G // 4]),
+                ("Y_h", [D, x.shape[1], G // 4]),
+                ("Y_c", [D, x.shape[1], G // 4]),
+            )
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model)
+    return ReferenceEvaluator(model).run(None, {"X": x, "W": W, "R": R_, "B": B})
+
+
+def test_onnx_lstm_node_outputs() -> None:
+    I, H, B, T, D = 3, 4, 2, 5, 2
+    x, W, R_, Bias = rand(T, B, I), rand(D, 4 * H, I), rand(D, 4 * H, H), rand(D, 8 * H)
+    y, y_h, y_c = onnx_lstm_node_outputs(x, W, R_, Bias)  # Y: (T, D, B, H)
+    lstm = lstmkit.LSTM(I, H, bidirectional=True)
+    load_onnx(lstm, W, R_, Bias)
+    with torch.no_grad():
+        out, (h_n, c_n) = lstm(torch.from_numpy(x))
+    expected = torch.from_numpy(y).permute(0, 2, 1, 3).reshape(T, B, D * H)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h_n, torch.from_numpy(y_h), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c_n, torch.from_numpy(y_c), rtol=1e-5, atol=1e-5)
+
+
+def test_haste_layout_by_its_equations() -> None:
+    """haste: kernel (I, 4H) and recurrent_kernel (H, 4H), gates i, g, f, o, one bias."""
+    I, H, B, T = 3, 4, 2, 5
+    kernel, rkernel, bias = rand(I, 4 * H), rand(H, 4 * H), rand(4 * H)
+    x = rand(T, B, I)
+    h = c = np.zeros((B, H), np.float64)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(T):
+        z = x[t] @ kernel + h @ rkernel + bias
+        i, g, f, o = (
+            sig(z[:, :H]),
+            np.tanh(z[:, H : 2 * H]),
+            sig(z[:, 2 * H : 3 * H]),
+            sig(z[:, 3 * H :]),
+        )
+        c = f * c + i * g
+        h = o * np.tanh(c)
+    lstm = lstmkit.LSTM(I, H)
+    load_haste(lstm, torch.from_numpy(kernel), torch.from_numpy(rkernel), torch.from_numpy(bias))
+    with torch.no_grad():
+        _, (h_n, c_n) = lstm(torch.from_numpy(x))
+    np.testing.assert_allclose(h_n[0].numpy(), h, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(c_n[0].numpy(), c, rtol=1e-5, atol=1e-5)
+
+
+def test_loaders_refuse_mismatches() -> None:
+    with pytest.raises(ValueError, match=r"weight_ih_l0: expected shape \(16, 3\)"):
+        load_keras(lstmkit.LSTM(3, 4), torch.zeros(5, 16), torch.zeros(4, 16), torch.zeros(16))
+    with pytest.raises(ValueError, match="W has 1 directions, the LSTM has 2"):
+        load_onnx(lstmkit.LSTM(3, 4, bidirectional=True), rand(1, 16, 3), rand(1, 16, 4))
+    with pytest.raises(ValueError, match="pass the source's bias"):
+        load_haste(lstmkit.LSTM(3, 4), torch.zeros(3, 16), torch.zeros(4, 16))
+    with pytest.raises(ValueError, match=r"layer must be in \[0, 1\), got 1"):
+        load_keras(lstmkit.LSTM(3, 4), torch.zeros(3, 16), torch.zeros(4, 16), layer=1)

@@ -75,3 +75,20 @@ def test_onnxruntime_model_matches_torch(name: str) -> None:
         out, (h, c) = oracle(problem.x, problem.hx)
     for got, want in ((y, out), (h_n, h), (c_n, c)):
         torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_bench_reports_torch_compile_and_its_compile_time() -> None:
+    from lstmkit.bench import run
+
+    tiny = shapes.Shape("tiny", 3, 2, 4, 4, 1)
+    results = run([tiny], rounds=1, impls=["torch", "lstmkit-torch.compile"], include_compile=True)
+    assert {(r.impl, r.mode) for r in results.rows} >= {
+        ("lstmkit-torch.compile", "forward"),
+        ("lstmkit-torch.compile", "train"),
+    }
+    assert set(results.setup) == {
+        "tiny lstmkit-torch.compile compile forward",
+        "tiny lstmkit-torch.compile compile train",
+    }
+    assert all(s > 0 for s in results.setup.values())
+    assert "compile forward:" in results.table()

@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--impls", help="comma-separated implementations (default: all)")
     bench.add_argument("--rounds", type=int, help="timed rounds per measurement (default 10)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    bench.add_argument(
+        "--compile",
+        action="store_true",
+        help="add lstmkit under torch.compile(fullgraph=True) and report its compile time "
+        "(shapes default to S2; compiling unrolls the time loop: minutes on large shapes)",
+    )
     bench.add_argument("--markdown", action="store_true", help="print a markdown table")
     return parser
 
@@ -46,17 +52,17 @@ def bench(args: argparse.Namespace) -> int:
     if args.rounds is not None and args.rounds < 1:
         raise SystemExit(f"lstmkit bench: --rounds must be at least 1, got {args.rounds}")
     try:
-        shapes = (
-            b.find(args.shapes)
-            if args.shapes
-            else (b.QUICK if args.quick else b.SHAPES + b.STEP_SHAPES)
-        )
+        names = args.shapes or ("S2" if args.compile else None)
+        shapes = b.find(names) if names else (b.QUICK if args.quick else b.SHAPES + b.STEP_SHAPES)
     except ValueError as e:
         raise SystemExit(f"lstmkit bench: {e}") from None
     rounds = args.rounds or (3 if args.quick else 10)
     impls = args.impls.split(",") if args.impls else None
     with _progress(len(shapes) * 2 * rounds) as advance:
-        results = b.run(shapes, rounds, impls, on_progress=lambda what, _: advance(what))
+        results = b.run(
+            shapes, rounds, impls, on_progress=lambda what, _: advance(what),
+            include_compile=args.compile,
+        )  # fmt: skip
     if args.json:
         print(results.to_json())
     else:

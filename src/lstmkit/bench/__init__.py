@@ -17,18 +17,23 @@ def run(
     rounds: int = 10,
     impls: Sequence[str] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
+    include_compile: bool = False,
 ) -> Results:
     """Time forward (no grad) and forward+backward of every implementation on ``shapes``.
 
-    ``on_progress(description, rounds_done)`` is called after every round.
+    ``on_progress(description, rounds_done)`` is called after every round;
+    ``include_compile`` adds lstmkit under ``torch.compile`` and records its compile times.
     """
-    table = registry()
+    table = registry(include_compile=include_compile)
     chosen = {name: table[name] for name in (impls or table) if name in table}
     results = Results(machine(), gemm_rate() / 1e9)
     for shape in shapes:
         stepping = shape.name.startswith("step")
         problem = Problem.make(shape)
         work = {name: build(problem, stepping) for name, build in chosen.items()}
+        for name, w in work.items():
+            for what, seconds in w.setup_seconds.items():
+                results.setup[f"{shape.name} {name} {what}"] = seconds
         modes = [("step" if stepping else "forward", {n: w.forward for n, w in work.items()})]
         if not stepping:
             modes.append(("train", {n: w.train for n, w in work.items() if w.train is not None}))

@@ -8,8 +8,9 @@ are lstmkit's backends.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +24,7 @@ from .shapes import Shape
 class Workload:
     forward: Callable[[], object]
     train: Callable[[], object] | None
+    setup_seconds: dict[str, float] = field(default_factory=dict)  # e.g. compile times
 
 
 @dataclass
@@ -95,6 +97,20 @@ def lstmkit_lstm(backend: str) -> Callable[[Problem, bool], Workload]:
     return build
 
 
+def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
+    """lstmkit.LSTM under ``torch.compile(fullgraph=True)``; compiles on the first calls,
+    whose time is recorded (forward in inference mode and forward+backward compile apart)."""
+    s = problem.shape
+    lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional)
+    work = _module_workload(torch.compile(lstm, fullgraph=True, dynamic=False), problem, stepping)
+    for mode, fn in (("forward", work.forward), ("train", work.train)):
+        if fn is not None:
+            start = time.perf_counter()
+            fn()
+            work.setup_seconds[f"compile {mode}"] = time.perf_counter() - start
+    return work
+
+
 def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
     from .onnx_model import onnx_session
 
@@ -102,7 +118,9 @@ def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
     return Workload(run, None)
 
 
-def registry(include_onnx: bool = True) -> dict[str, Callable[[Problem, bool], Workload]]:
+def registry(
+    include_onnx: bool = True, include_compile: bool = False
+) -> dict[str, Callable[[Problem, bool], Workload]]:
     impls: dict[str, Callable[[Problem, bool], Workload]] = {"torch": torch_lstm}
     if include_onnx:
         try:
@@ -114,4 +132,6 @@ def registry(include_onnx: bool = True) -> dict[str, Callable[[Problem, bool], W
             pass
     for backend in BACKEND_NAMES:
         impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)
+    if include_compile:
+        impls["lstmkit-torch.compile"] = torch_compiled_lstm
     return impls

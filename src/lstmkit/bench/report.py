@@ -27,6 +27,7 @@ class Results:
     machine: dict[str, object]
     gemm_gflops: float
     rows: list[Row] = field(default_factory=list)
+    setup: dict[str, float] = field(default_factory=dict)  # seconds, e.g. compile times
 
     def add(self, shape: Shape, mode: str, seconds: dict[str, float]) -> None:
         base = seconds.get("torch")
@@ -42,6 +43,7 @@ class Results:
                 "machine": self.machine,
                 "gemm_gflops": self.gemm_gflops,
                 "rows": [asdict(r) for r in self.rows],
+                "setup_seconds": self.setup,
             },
             indent=2,
         )
@@ -60,13 +62,14 @@ class Results:
                     "" if r.gemm_percent is None else f"{r.gemm_percent:.0f}%",
                 ]
             )
+        notes = [f"{what}: {seconds:.1f} s" for what, seconds in self.setup.items()]
         if markdown:
             out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             out += ["| " + " | ".join(line) + " |" for line in lines]
-            return "\n".join(out)
+            return "\n".join(out + [""] * bool(notes) + [f"- {n}" for n in notes])
         widths = [max(len(x) for x in col) for col in zip(header, *lines)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        return "\n".join(fmt.format(*line) for line in [header, *lines])
+        return "\n".join([fmt.format(*line) for line in [header, *lines]] + notes)
 
 
 def machine() -> dict[str, object]:

@@ -36,7 +36,7 @@ def test_export_matches_pytorch_with_dynamic_batch_and_length(kwargs: dict) -> N
     L, D = lstm.num_layers, 2 if lstm.bidirectional else 1
     for T, B in ((4, 3), (9, 1)):  # one model, several batch sizes and lengths
         x = torch.randn(B, T, 5) if lstm.batch_first else torch.randn(T, B, 5)
-        hx = (torch.randn(L * D, B, 6), torch.randn(L * D, B, 6))
+        hx = (torch.randn(L * D, B, lstm.proj_size or 6), torch.randn(L * D, B, 6))
         got = run(model, input=x, h0=hx[0], c0=hx[1])
         with torch.no_grad():
             out, (h, c) = lstm(x, hx)
@@ -70,6 +70,18 @@ def test_export_writes_a_file(tmp_path) -> None:
         np.testing.assert_allclose(out, lstm(x)[0].numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_projection_is_refused_clearly() -> None:
-    with pytest.raises(NotImplementedError, match="proj_size > 0 has no ONNX LSTM operator"):
-        to_model(lstmkit.LSTM(3, 4, proj_size=2))
+def test_projection_exports_as_scan_without_state_inputs() -> None:
+    lstm = lstmkit.LSTM(3, 4, proj_size=2, num_layers=2).eval()
+    model = to_model(lstm, with_state=False)
+    assert [n.op_type for n in model.graph.node].count("Scan") == 2
+    x = torch.randn(5, 3, 3)
+    got = run(model, input=x)
+    with torch.no_grad():
+        out, (h, c) = lstm(x)
+    for a, b in zip(got, (out, h, c)):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
+def test_lengths_with_projection_is_refused_clearly() -> None:
+    with pytest.raises(NotImplementedError, match="lengths with proj_size > 0"):
+        to_model(lstmkit.LSTM(3, 4, proj_size=2), with_lengths=True)

@@ -9,7 +9,9 @@ follow lstmkit.LSTM's shapes and layout, with the batch and the sequence length 
 ``lengths`` maps to the operator's ``sequence_lens``.
 
 Needs the ``onnx`` package (``pip install onnx``); ``onnxruntime`` runs the result.
-Not exported yet: ``proj_size > 0`` (the operator has no projection) and unbatched input.
+``proj_size > 0`` (the operator has no projection) exports as one ``Scan`` over time per
+layer-direction, its body the cell's equations. Not exported yet: ``lengths`` together
+with ``proj_size``, and unbatched input.
 """
 
 from __future__ import annotations
@@ -33,84 +35,186 @@ def onnx_gates(t: Tensor) -> np.ndarray:
     return torch.cat([chunks[k] for k in TORCH_TO_ONNX_GATES]).numpy()
 
 
+class _Graph:
+    """Nodes and initializers being collected for one ONNX graph."""
+
+    def __init__(self) -> None:
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+
+    def const(self, name: str, array: np.ndarray) -> str:
+        self.inits.append(self.numpy_helper.from_array(array, name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> str:
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0]
+
+
 def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False) -> Any:
     """The ONNX ``ModelProto`` computing ``lstm`` (float32, inference).
 
     Inputs: ``input`` ``(T, B, I)`` (``(B, T, I)`` with batch_first); with ``with_state``,
-    ``h0`` and ``c0`` ``(L*D, B, H)``; with ``with_lengths``, ``lengths`` ``(B,)`` int32.
-    Outputs: ``output`` ``(T, B, D*H)`` (or batch-first), ``h_n``, ``c_n`` ``(L*D, B, H)``.
+    ``h0`` ``(L*D, B, P)`` and ``c0`` ``(L*D, B, H)``; with ``with_lengths``, ``lengths``
+    ``(B,)`` int32. Outputs: ``output`` ``(T, B, D*P)`` (or batch-first), ``h_n``, ``c_n``.
+    Without projection each layer is one ONNX ``LSTM`` node; with ``proj_size > 0``
+    (which the operator lacks) each layer-direction is a ``Scan`` over time whose body is
+    the cell's equations (no ``lengths`` there yet).
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    if lstm.proj_size > 0:
+    if lstm.proj_size > 0 and with_lengths:
         raise NotImplementedError(
-            "lstmkit.onnx: proj_size > 0 has no ONNX LSTM operator equivalent; "
-            "exporting it as a loop graph is not implemented yet"
+            "lstmkit.onnx: lengths with proj_size > 0 (a Scan graph) is not implemented yet"
         )
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
+    P = lstm.proj_size or H
     T_, B_ = "sequence", "batch"
     value = helper.make_tensor_value_info
     layout = [B_, T_] if lstm.batch_first else [T_, B_]
     inputs = [value("input", TensorProto.FLOAT, [*layout, lstm.input_size])]
     if with_state:
-        inputs += [value(n, TensorProto.FLOAT, [L * D, B_, H]) for n in ("h0", "c0")]
+        inputs += [value("h0", TensorProto.FLOAT, [L * D, B_, P]),
+                   value("c0", TensorProto.FLOAT, [L * D, B_, H])]  # fmt: skip
     if with_lengths:
         inputs.append(value("lengths", TensorProto.INT32, [B_]))
-    nodes, inits = [], []
-
-    def const(name: str, array: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(array, name))
-        return name
-
+    g = _Graph()
     x = "input"
     if lstm.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["x_seq_first"], perm=[1, 0, 2]))
-        x = "x_seq_first"
+        x = g.node("Transpose", [x], ["x_seq_first"], perm=[1, 0, 2])
+    emit = _scan_layer if lstm.proj_size else _operator_layer
     h_n, c_n = [], []
     for layer, names in enumerate(_layers(lstm)):
-        W = np.stack([onnx_gates(getattr(lstm, n["weight_ih"])) for n in names])
-        R = np.stack([onnx_gates(getattr(lstm, n["weight_hh"])) for n in names])
-        args = [x, const(f"W{layer}", W), const(f"R{layer}", R)]
-        if lstm.bias:
-            B = np.stack([np.concatenate([onnx_gates(getattr(lstm, n["bias_ih"])),
-                                          onnx_gates(getattr(lstm, n["bias_hh"]))])
-                          for n in names])  # fmt: skip
-            args.append(const(f"B{layer}", B))
-        else:
-            args.append("")
-        args.append("lengths" if with_lengths else "")
-        if with_state:
-            rows = [const(f"rows{layer}_{k}", np.array([v], np.int64))
-                    for k, v in enumerate((layer * D, (layer + 1) * D, 0))]  # fmt: skip
-            for name in ("h0", "c0"):
-                nodes.append(helper.make_node("Slice", [name, *rows], [f"{name}_{layer}"]))
-            args += [f"h0_{layer}", f"c0_{layer}"]
-        y, h, c = f"y{layer}", f"h_n{layer}", f"c_n{layer}"
-        nodes.append(helper.make_node(
-            "LSTM", args, [y, h, c], hidden_size=H,
-            direction="bidirectional" if D == 2 else "forward",
-        ))  # fmt: skip
-        nodes.append(helper.make_node("Transpose", [y], [f"{y}_tbdh"], perm=[0, 2, 1, 3]))
-        x = f"out{layer}"  # (T, B, D*H)
-        shape = const(f"shape{layer}", np.array([0, 0, -1], np.int64))
-        nodes.append(helper.make_node("Reshape", [f"{y}_tbdh", shape], [x]))
+        x, h, c = emit(g, lstm, layer, names, x, with_state, with_lengths)
         h_n.append(h)
         c_n.append(c)
-    if lstm.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["output"], perm=[1, 0, 2]))
-    else:
-        nodes.append(helper.make_node("Identity", [x], ["output"]))
-    nodes.append(helper.make_node("Concat", h_n, ["h_n"], axis=0))
-    nodes.append(helper.make_node("Concat", c_n, ["c_n"], axis=0))
+    g.node("Transpose" if lstm.batch_first else "Identity", [x], ["output"],
+           **({"perm": [1, 0, 2]} if lstm.batch_first else {}))  # fmt: skip
+    g.node("Concat", h_n, ["h_n"], axis=0)
+    g.node("Concat", c_n, ["c_n"], axis=0)
     outputs = [
-        value("output", TensorProto.FLOAT, [*layout, D * H]),
-        value("h_n", TensorProto.FLOAT, [L * D, B_, H]),
+        value("output", TensorProto.FLOAT, [*layout, D * P]),
+        value("h_n", TensorProto.FLOAT, [L * D, B_, P]),
         value("c_n", TensorProto.FLOAT, [L * D, B_, H]),
     ]
-    graph = helper.make_graph(nodes, "lstmkit_lstm", inputs, outputs, inits)
+    graph = helper.make_graph(g.nodes, "lstmkit_lstm", inputs, outputs, g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.producer_name = "lstmkit"
     return model
+
+
+def _state_rows(g: _Graph, name: str, first: int, count: int, tag: str) -> str:
+    """Rows ``first .. first+count`` of graph input ``name`` (``h0`` or ``c0``)."""
+    bounds = [g.const(f"{tag}_{name}_{k}", np.array([v], np.int64))
+              for k, v in enumerate((first, first + count, 0))]  # fmt: skip
+    return g.node("Slice", [name, *bounds], [f"{name}_{tag}"])
+
+
+def _operator_layer(g, lstm, layer, names, x, with_state, with_lengths):
+    """One ONNX ``LSTM`` node for both directions: ``(T, B, D*H)``, ``h_n``, ``c_n``."""
+    D = len(names)
+    W = np.stack([onnx_gates(getattr(lstm, n["weight_ih"])) for n in names])
+    R = np.stack([onnx_gates(getattr(lstm, n["weight_hh"])) for n in names])
+    args = [x, g.const(f"W{layer}", W), g.const(f"R{layer}", R)]
+    if lstm.bias:
+        B = np.stack([np.concatenate([onnx_gates(getattr(lstm, n["bias_ih"])),
+                                      onnx_gates(getattr(lstm, n["bias_hh"]))])
+                      for n in names])  # fmt: skip
+        args.append(g.const(f"B{layer}", B))
+    else:
+        args.append("")
+    args.append("lengths" if with_lengths else "")
+    if with_state:
+        args += [_state_rows(g, n, layer * D, D, f"rows{layer}") for n in ("h0", "c0")]
+    y, h, c = f"y{layer}", f"h_n{layer}", f"c_n{layer}"
+    g.node("LSTM", args, [y, h, c], hidden_size=lstm.hidden_size,
+           direction="bidirectional" if D == 2 else "forward")  # fmt: skip
+    g.node("Transpose", [y], [f"{y}_tbdh"], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
+    shape = g.const(f"shape{layer}", np.array([0, 0, -1], np.int64))
+    return g.node("Reshape", [f"{y}_tbdh", shape], [f"out{layer}"]), h, c
+
+
+def _scan_layer(g, lstm, layer, names, x, with_state, with_lengths):
+    """A ``Scan`` per direction whose body is the cell (with projection)."""
+    H, P = lstm.hidden_size, lstm.proj_size
+    ys, hs, cs = [], [], []
+    for d, n in enumerate(names):
+        k = f"l{layer}d{d}"
+        if with_state:
+            h0, c0 = (g.node("Squeeze", [_state_rows(g, s, layer * len(names) + d, 1, k),
+                                         g.const(f"{k}_{s}_axis", np.array([0], np.int64))],
+                             [f"{k}_{s}_init"]) for s in ("h0", "c0"))  # fmt: skip
+        else:
+            h0, c0 = (_zeros(g, x, width, f"{k}_{s}_zeros") for s, width in (("h", P), ("c", H)))
+        body = _cell_body(lstm, n, k)
+        h, c, y = f"{k}_h_n", f"{k}_c_n", f"{k}_y"
+        g.node("Scan", [h0, c0, x], [h, c, y], body=body, num_scan_inputs=1,
+               scan_input_directions=[d], scan_output_directions=[d])  # fmt: skip
+        axis = g.const(f"{k}_unsqueeze", np.array([0], np.int64))
+        hs.append(g.node("Unsqueeze", [h, axis], [f"{h}_1"]))
+        cs.append(g.node("Unsqueeze", [c, axis], [f"{c}_1"]))
+        ys.append(y)
+    out = g.node("Concat", ys, [f"out{layer}"], axis=2) if len(ys) > 1 else ys[0]
+    h = g.node("Concat", hs, [f"h_n{layer}"], axis=0)
+    c = g.node("Concat", cs, [f"c_n{layer}"], axis=0)
+    return out, h, c
+
+
+def _zeros(g: _Graph, x: str, width: int, name: str) -> str:
+    """A ``(B, width)`` float zero tensor, B read from ``x`` (T, B, I) at run time."""
+    from onnx import TensorProto, helper
+
+    shape = g.node("Shape", [x], [f"{name}_xshape"])
+    batch = g.node("Slice", [shape, g.const(f"{name}_b0", np.array([1], np.int64)),
+                             g.const(f"{name}_b1", np.array([2], np.int64))],
+                   [f"{name}_batch"])  # fmt: skip
+    dims = g.node("Concat", [batch, g.const(f"{name}_w", np.array([width], np.int64))],
+                  [f"{name}_dims"], axis=0)  # fmt: skip
+    fill = helper.make_tensor(f"{name}_value", TensorProto.FLOAT, [1], [0.0])
+    return g.node("ConstantOfShape", [dims], [name], value=fill)
+
+
+def _cell_body(lstm: LSTM, names: dict[str, str], k: str) -> Any:
+    """The Scan body: one step ``(h, c, x_t) -> (h', c', y_t = h')`` with projection."""
+    from onnx import TensorProto, helper
+
+    H, P = lstm.hidden_size, lstm.proj_size
+    b = _Graph()
+
+    def weight(role: str) -> Tensor:
+        return getattr(lstm, names[role])
+
+    w_ih = b.const(f"{k}_Wt", weight("weight_ih").detach().float().T.contiguous().numpy())
+    w_hh = b.const(f"{k}_Rt", weight("weight_hh").detach().float().T.contiguous().numpy())
+    w_hr = b.const(f"{k}_WRt", weight("weight_hr").detach().float().T.contiguous().numpy())
+    z = b.node("Add", [b.node("MatMul", [f"{k}_x", w_ih], [f"{k}_xw"]),
+                       b.node("MatMul", [f"{k}_h", w_hh], [f"{k}_hr"])], [f"{k}_z0"])  # fmt: skip
+    if lstm.bias:
+        bias = (weight("bias_ih") + weight("bias_hh")).detach().float().numpy()
+        z = b.node("Add", [z, b.const(f"{k}_b", bias)], [f"{k}_z"])
+    split = b.const(f"{k}_split", np.array([H] * 4, np.int64))
+    i, f, gg, o = (f"{k}_{gate}_pre" for gate in "ifgo")
+    b.node("Split", [z, split], [i, f, gg, o], axis=1)
+    i, f, o = (b.node("Sigmoid", [t], [t[:-4]]) for t in (i, f, o))
+    gg = b.node("Tanh", [gg], [gg[:-4]])
+    c = b.node("Add", [b.node("Mul", [f, f"{k}_c"], [f"{k}_fc"]),
+                       b.node("Mul", [i, gg], [f"{k}_ig"])], [f"{k}_c_out"])  # fmt: skip
+    m = b.node("Mul", [o, b.node("Tanh", [c], [f"{k}_tanh_c"])], [f"{k}_m"])
+    h = b.node("MatMul", [m, w_hr], [f"{k}_h_out"])
+    b.node("Identity", [h], [f"{k}_y_t"])
+    value = helper.make_tensor_value_info
+    f32 = TensorProto.FLOAT
+    return helper.make_graph(
+        b.nodes, f"{k}_cell",
+        [value(f"{k}_h", f32, ["batch", P]), value(f"{k}_c", f32, ["batch", H]),
+         value(f"{k}_x", f32, ["batch", lstm.input_size if k.startswith("l0") else None])],
+        [value(f"{k}_h_out", f32, ["batch", P]), value(f"{k}_c_out", f32, ["batch", H]),
+         value(f"{k}_y_t", f32, ["batch", P])],
+        b.inits,
+    )  # fmt: skip
 
 
 def export(
@@ -131,7 +235,7 @@ def export(
 def _layers(lstm: LSTM) -> list[list[dict[str, str]]]:
     """Per layer, per direction: the parameter names by role (``weight_ih``, ...)."""
     D = 2 if lstm.bidirectional else 1
-    roles = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    roles = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
     return [
         [{r: f"{r}_l{layer}" + ("_reverse" if d else "") for r in roles} for d in range(D)]
         for layer in range(lstm.num_layers)

@@ -1,10 +1,11 @@
-"""The per-step matrix product ``add + x W^T``, with the fastest kernel torch exposes.
+"""The LSTM's matrix products with the fastest kernel torch exposes for each shape.
 
 Measured on a 2-core Zen 4 (torch 2.13, fp32, ``python benchmarks/gemm_options.py``):
-oneDNN's linear with a weight reordered once per call runs the recurrent product at
-181-219 GFLOP/s for B >= 32, against 122-157 GFLOP/s for MKL's ``addmm``; for small
-batches it carries ~15 us of fixed cost per call, so ``addmm`` into a preallocated
-buffer wins there. :class:`StepGemm` picks once per call.
+oneDNN's linear with a weight reordered once per call runs the per-step recurrent
+product at 177-219 GFLOP/s for B >= 32, against 121-157 GFLOP/s for MKL's ``addmm``; for
+small batches it carries ~15 us of fixed cost per call, so ``addmm``/``mm`` into a
+preallocated buffer wins there (:class:`StepGemm` picks once per call). MKL's packed GEMM
+was no faster anywhere. For the input projection see :func:`linear`.
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ class OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x W^T + b`` for ``x (..., K)``: oneDNN for many rows of float32/bfloat16 on CPU
-    (12% faster than MKL's addmm at 12800 x 512 x 2048, which also copies the bias into
-    its output first), else ``F.linear``."""
+    """``x W^T + b`` for ``x (..., K)``: oneDNN with the bias fused for many rows of
+    float32/bfloat16 on CPU (13-15% faster than ``F.linear`` at 3200 x 256 x 1024 and
+    12800 x 512 x 2048; ``F.linear`` first copies the bias into its output), else
+    ``F.linear``."""
     if torch.compiler.is_compiling():  # a traced graph keeps the plain op (and symbolic rows)
         return torch.nn.functional.linear(x, weight, bias)
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0

@@ -20,8 +20,10 @@ import lstmkit
     ]
     + [(True, 4, True, torch.float32)],
 )
-def test_cell_matches_torch(bias: bool, batch: int | None, with_hx: bool, dtype) -> None:
-    ours = lstmkit.LSTMCell(6, 5, bias=bias, dtype=dtype)
+def test_cell_matches_torch(
+    bias: bool, batch: int | None, with_hx: bool, dtype, backend: str
+) -> None:
+    ours = lstmkit.LSTMCell(6, 5, bias=bias, dtype=dtype, backend=backend)
     theirs = nn.LSTMCell(6, 5, bias=bias, dtype=dtype)
     theirs.load_state_dict(ours.state_dict())
     g = torch.Generator().manual_seed(batch or 0)

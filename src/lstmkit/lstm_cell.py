@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_bool, check_positive_int
+from .backends import check_backend_name, select
 from .cell import cell_step
 from .functional import LayerWeights, input_projection
 
@@ -28,6 +29,8 @@ class LSTMCell(nn.Module):
     zeros when omitted; returns ``(h', c')`` of the same shapes. Parameters
     ``weight_ih (4H, I)``, ``weight_hh (4H, H)``, ``bias_ih (4H,)``, ``bias_hh (4H,)``
     (``None`` when ``bias=False``), initialised ~ U(-1/sqrt(H), 1/sqrt(H)).
+    ``backend`` (keyword-only) as on :class:`lstmkit.LSTM`; ``auto`` runs the cell
+    function directly, the cheapest for a single step.
 
     Example:
         >>> cell = LSTMCell(10, 20)
@@ -43,8 +46,11 @@ class LSTMCell(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = check_backend_name(backend)
         check_bool("bias", bias)
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
@@ -74,7 +80,11 @@ class LSTMCell(nn.Module):
         """``(h', c')`` after one step from ``hx`` on ``input``, exactly as nn.LSTMCell."""
         x, (h, c), batched = self._normalize(input, hx)
         w = LayerWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-        h, c = cell_step(input_projection(x, w), h, c, self.weight_hh)
+        xg = input_projection(x, w)  # (B, 4H)
+        if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
+            h, c = cell_step(xg, h, c, self.weight_hh)
+        else:  # the chosen backend's recurrence, over a sequence of length one
+            _, h, c = select(self.backend, xg[None])(xg[None], h, c, self.weight_hh)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c
@@ -136,4 +146,6 @@ class LSTMCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s

@@ -7,6 +7,7 @@ dtype) we give a clear one in the same style.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
@@ -51,6 +52,19 @@ def check_constructor(
         raise ValueError("proj_size should be a positive integer or zero to disable projections")
     if proj_size >= hidden_size:  # type: ignore[operator]
         raise ValueError("proj_size has to be smaller than hidden_size")
+
+
+def check_forget_bias(forget_bias: object, bias: object) -> float:
+    """``forget_bias``: a finite number, nonzero only with ``bias=True``."""
+    if not isinstance(forget_bias, (int, float)) or isinstance(forget_bias, bool):
+        raise TypeError(f"forget_bias should be a number, got: {type(forget_bias).__name__}")
+    if not math.isfinite(forget_bias):
+        raise ValueError(f"forget_bias should be finite, got {forget_bias}")
+    if forget_bias and bias is not True:
+        raise ValueError(
+            f"forget_bias={forget_bias} needs bias=True: it is added to bias_ih's forget slice"
+        )
+    return float(forget_bias)
 
 
 def check_bool(name: str, value: object) -> None:

@@ -7,15 +7,14 @@ plumbing; the mathematics lives in :mod:`lstmkit.cell`, the loop in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from . import functional
-from ._checks import check_constructor
+from . import functional, init
+from ._checks import check_constructor, check_forget_bias
 from ._inputs import Sizes, normalize
 from .backends import check_backend_name
 
@@ -76,12 +75,14 @@ class LSTM(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
+        forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         check_constructor(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
         )
+        self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -147,10 +148,9 @@ class LSTM(nn.Module):
         return theirs.train(self.training)
 
     def reset_parameters(self) -> None:
-        """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch does."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch
+        does; then ``forget_bias`` is added to the forget slice of ``bias_ih``."""
+        init.default_(self, self.forget_bias)
 
     def flatten_parameters(self) -> None:
         """No-op, for nn.LSTM compatibility (lstmkit keeps no flat weight buffer)."""
@@ -279,6 +279,8 @@ class LSTM(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
+        if self.forget_bias:
+            s += f", forget_bias={self.forget_bias}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_bool, check_positive_int
+from . import init
+from ._checks import check_bool, check_forget_bias, check_positive_int
 from .backends import check_backend_name, select
 from .cell import cell_step
 from .functional import LayerWeights, input_projection
@@ -47,6 +46,7 @@ class LSTMCell(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
+        forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -54,6 +54,7 @@ class LSTMCell(nn.Module):
         check_bool("bias", bias)
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
+        self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
@@ -69,10 +70,9 @@ class LSTMCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch does."""
-        stdv = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -stdv, stdv)
+        """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch
+        does; then ``forget_bias`` is added to the forget slice of ``bias_ih``."""
+        init.default_(self, self.forget_bias)
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
@@ -146,6 +146,8 @@ class LSTMCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
+        if self.forget_bias:
+            s += f", forget_bias={self.forget_bias}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -152,3 +152,32 @@ def test_eval_mode_backward_on_every_backend(backend: str) -> None:
     x = torch.randn(5, 2, 3, requires_grad=True)
     lstm(x)[0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_large_batch_paths_with_lengths_projection_and_reverse(backend: str, dtype) -> None:
+    """B = 40 takes the per-step paths (compiled above its whole-sequence batch size;
+    oneDNN step GEMMs in float32), here with packing-style lengths, projection, both
+    directions and every-step states, against the float64 reference."""
+    g = torch.Generator().manual_seed(4)
+    kwargs = dict(num_layers=2, bidirectional=True, proj_size=3)
+    ref = lstmkit.LSTM(5, 6, dtype=torch.float64, backend="reference", **kwargs)
+    ours = lstmkit.LSTM(5, 6, dtype=dtype, backend=backend, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    x64 = torch.randn(7, 40, 5, generator=g, dtype=torch.float64)
+    lengths = torch.randint(0, 8, (40,), generator=g)
+    results = []
+    for model, x in ((ref, x64), (ours, x64.to(dtype))):
+        x = x.clone().requires_grad_()
+        out, (h, c), st = model(x, lengths=lengths, return_states=True)
+        w = torch.Generator().manual_seed(9)
+        loss = sum(
+            (t * torch.randn(t.shape, generator=w, dtype=torch.float64).to(dtype)).sum()
+            for t in (out, h, c, st.c)
+        )
+        grads = torch.autograd.grad(loss, [x, *model.parameters()])
+        results.append([t.detach().double() for t in (out, h, c, st.c, *grads)])
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    for k, (a, b) in enumerate(zip(*results, strict=True)):
+        scale = max(b.abs().max().item(), 1e-3)
+        torch.testing.assert_close(a, b, rtol=0, atol=tol * scale, msg=f"tensor {k}")

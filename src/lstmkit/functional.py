@@ -107,7 +107,6 @@ def lstm(
     every_h: list[Tensor] = []
     every_c: list[Tensor] = []
     for layer in range(num_layers):
-        outputs = []
         for direction in range(num_directions):
             k = layer * num_directions + direction
             w = weights[k]
@@ -117,12 +116,12 @@ def lstm(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
                 reverse=direction == 1, cell_states=return_states,
             )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
-            outputs.append(ys)
             every_h.append(ys)
             every_c.extend(cs)
             h_n.append(h)
             c_n.append(c)
-        x = outputs[0] if num_directions == 1 else torch.cat(outputs, dim=2)  # (T, B, D*P)
+        layer_out = every_h[-num_directions:]
+        x = layer_out[0] if num_directions == 1 else torch.cat(layer_out, dim=2)  # (T, B, D*P)
         if training and dropout > 0 and layer < num_layers - 1:
             x = F.dropout(x, dropout, training=True)
     if return_states:

@@ -1,7 +1,7 @@
 """lstmkit: the LSTM layer, implemented in the open.
 
-``lstmkit.LSTM`` and ``lstmkit.LSTMCell`` are drop-ins for ``torch.nn.LSTM`` and
-``torch.nn.LSTMCell`` (same arguments, parameter names, outputs, gradients and errors),
+``lstmkit.LSTM`` and ``lstmkit.LSTMCell`` are drop-ins for PyTorch's ``nn.LSTM`` and
+``nn.LSTMCell`` (same arguments, parameter names, outputs, gradients and errors),
 computed by lstmkit's own code: one cell function (:mod:`lstmkit.cell`), one recurrence
 (:mod:`lstmkit.backends`), layers and directions around it (:mod:`lstmkit.functional`).
 """

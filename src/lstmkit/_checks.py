@@ -1,4 +1,4 @@
-"""Argument checks, with torch.nn.LSTM's exception types and messages.
+"""Argument checks, with PyTorch's nn.LSTM exception types and messages.
 
 Where nn.LSTM gives a clear message we give the same one, so code that catches it keeps
 working; where nn.LSTM leaks a raw backend error (PackedSequence input, a mismatched hx

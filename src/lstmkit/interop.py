@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .lstm import LSTM
 
@@ -44,10 +44,7 @@ def load_keras(
     layer: int = 0, reverse: bool = False,
 ) -> None:  # fmt: skip
     """Set one layer-direction of ``lstm`` from a Keras ``LSTM``'s ``get_weights()``."""
-    _assign(lstm, layer, reverse,
-            to_torch_gates(kernel, KERAS_ORDER, dim=1).T,
-            to_torch_gates(recurrent_kernel, KERAS_ORDER, dim=1).T,
-            None if bias is None else to_torch_gates(bias, KERAS_ORDER), None)  # fmt: skip
+    _load_kernels(lstm, KERAS_ORDER, kernel, recurrent_kernel, bias, layer, reverse)
 
 
 def load_haste(
@@ -55,10 +52,44 @@ def load_haste(
     layer: int = 0, reverse: bool = False,
 ) -> None:  # fmt: skip
     """Set one layer-direction of ``lstm`` from haste's ``LSTM`` weights."""
-    _assign(lstm, layer, reverse,
-            to_torch_gates(kernel, HASTE_ORDER, dim=1).T,
-            to_torch_gates(recurrent_kernel, HASTE_ORDER, dim=1).T,
-            None if bias is None else to_torch_gates(bias, HASTE_ORDER), None)  # fmt: skip
+    _load_kernels(lstm, HASTE_ORDER, kernel, recurrent_kernel, bias, layer, reverse)
+
+
+def _load_kernels(
+    lstm: LSTM, order: Sequence[int], kernel: Tensor, recurrent_kernel: Tensor,
+    bias: Tensor | None, layer: int, reverse: bool,
+) -> None:  # fmt: skip
+    """Transposed kernels ``(I, 4H)``, ``(H, 4H)`` and one bias, gates in ``order``."""
+    w_ih = to_torch_gates(kernel, order, dim=1).T
+    w_hh = to_torch_gates(recurrent_kernel, order, dim=1).T
+    b = None if bias is None else to_torch_gates(bias, order)
+    _assign(lstm, layer, reverse, w_ih, w_hh, b, None)
+
+
+def from_torch(lstm: nn.LSTM, *, backend: str = "auto") -> LSTM:
+    """An lstmkit.LSTM with ``lstm``'s configuration, device, dtype, weights and mode."""
+    weight = lstm.weight_ih_l0
+    ours = LSTM(
+        lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+        lstm.dropout, lstm.bidirectional, lstm.proj_size, device=weight.device,
+        dtype=weight.dtype, backend=backend,
+    )  # fmt: skip
+    ours.load_state_dict(lstm.state_dict())
+    return ours.train(lstm.training)
+
+
+def to_torch(lstm: LSTM) -> nn.LSTM:
+    """PyTorch's own ``nn.LSTM`` with ``lstm``'s configuration, device, dtype, weights and
+    mode (lstmkit-only settings such as ``backend`` or ``forget_bias`` have no place there;
+    the forget bias is already in the weights)."""
+    weight = lstm.weight_ih_l0
+    theirs = nn.LSTM(
+        lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
+        lstm.dropout, lstm.bidirectional, lstm.proj_size, device=weight.device,
+        dtype=weight.dtype,
+    )  # fmt: skip
+    theirs.load_state_dict(lstm.state_dict())
+    return theirs.train(lstm.training)
 
 
 def load_onnx(lstm: LSTM, W: Tensor, R: Tensor, B: Tensor | None = None, *, layer: int = 0) -> None:

@@ -56,18 +56,7 @@ def _tensors(value: object) -> list[Tensor]:
 
 def twin(lstm: LSTM) -> nn.LSTM:
     """An nn.LSTM with the same configuration and the same weights (the oracle)."""
-    oracle = nn.LSTM(
-        lstm.input_size,
-        lstm.hidden_size,
-        num_layers=lstm.num_layers,
-        bias=lstm.bias,
-        batch_first=lstm.batch_first,
-        dropout=lstm.dropout,
-        bidirectional=lstm.bidirectional,
-        proj_size=lstm.proj_size,
-    )
-    oracle.load_state_dict(lstm.state_dict())
-    return oracle.train(lstm.training)
+    return lstm.to_torch()
 
 
 @torch.no_grad()

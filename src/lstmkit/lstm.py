@@ -1,4 +1,4 @@
-"""``lstmkit.LSTM``: torch.nn.LSTM's contract, computed by lstmkit's own recurrence.
+"""``lstmkit.LSTM``: PyTorch's ``nn.LSTM`` contract, computed by lstmkit's own recurrence.
 
 The module owns parameters (torch's names, shapes, order and initialisation) and
 plumbing; the mathematics lives in :mod:`lstmkit.cell`, the loop in
@@ -20,7 +20,7 @@ from .backends import check_backend_name
 
 
 class LSTM(nn.Module):
-    r"""A multi-layer LSTM, a drop-in for :class:`torch.nn.LSTM`.
+    r"""A multi-layer LSTM, a drop-in for PyTorch's ``nn.LSTM``.
 
     For each layer and each element of the input sequence, in gate order i, f, g, o:
 
@@ -51,7 +51,7 @@ class LSTM(nn.Module):
 
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-        proj_size, device, dtype: as in ``torch.nn.LSTM``.
+        proj_size, device, dtype: as in PyTorch's ``nn.LSTM``.
         backend: keyword-only; which recurrence backend runs the time loop
             (``"auto"`` picks the fastest that supports the call).
 
@@ -127,25 +127,16 @@ class LSTM(nn.Module):
     @classmethod
     def from_torch(cls, lstm: nn.LSTM, *, backend: str = "auto") -> LSTM:
         """An lstmkit.LSTM with ``lstm``'s configuration, device, dtype, weights and mode."""
-        weight = lstm.weight_ih_l0
-        ours = cls(
-            lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,
-            lstm.dropout, lstm.bidirectional, lstm.proj_size, device=weight.device,
-            dtype=weight.dtype, backend=backend,
-        )  # fmt: skip
-        ours.load_state_dict(lstm.state_dict())
-        return ours.train(lstm.training)
+        from .interop import from_torch
+
+        return from_torch(lstm, backend=backend)
 
     def to_torch(self) -> nn.LSTM:
-        """A ``torch.nn.LSTM`` with this module's configuration, device, dtype, weights and mode."""
-        weight = self.weight_ih_l0
-        theirs = nn.LSTM(
-            self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first,
-            self.dropout, self.bidirectional, self.proj_size, device=weight.device,
-            dtype=weight.dtype,
-        )  # fmt: skip
-        theirs.load_state_dict(self.state_dict())
-        return theirs.train(self.training)
+        """PyTorch's ``nn.LSTM`` with this module's configuration, device, dtype, weights
+        and mode."""
+        from .interop import to_torch
+
+        return to_torch(self)
 
     def reset_parameters(self) -> None:
         """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch

@@ -85,9 +85,10 @@ def _module_workload(
 
 
 def torch_lstm(problem: Problem, stepping: bool) -> Workload:
+    """PyTorch's own nn.LSTM (the yardstick), built by :func:`lstmkit.interop.to_torch`."""
     s = problem.shape
     return _module_workload(
-        nn.LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional), problem, stepping
+        LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional).to_torch(), problem, stepping
     )
 
 

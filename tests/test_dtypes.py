@@ -49,3 +49,28 @@ def test_cuda_matches_torch(cfg: Config) -> None:
         assert_matches_torch(cfg, torch.float64)
     finally:
         torch.set_default_device("cpu")
+
+
+def test_autocast_runs_in_low_precision_like_nn_lstm(backend: str) -> None:
+    """Under CPU autocast nn.LSTM computes and returns bfloat16; so does lstmkit (or an
+    explicit backend without bfloat16 says so)."""
+    from torch import nn
+
+    import lstmkit
+
+    torch.manual_seed(3)
+    ours = lstmkit.LSTM(8, 16, num_layers=2, bidirectional=True, backend=backend)
+    theirs = nn.LSTM(8, 16, num_layers=2, bidirectional=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 40, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, _ = theirs(x)
+        if backend == "compiled":
+            with pytest.raises(NotImplementedError, match=r"got torch\.bfloat16"):
+                ours(x)
+            return
+        out, (h, c) = ours(x)
+        out.float().square().sum().backward()
+    assert out.dtype == h.dtype == c.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ours(x)[0].detach(), rtol=0, atol=2e-2)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in ours.parameters())

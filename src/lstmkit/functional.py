@@ -54,6 +54,17 @@ class LayerWeights(NamedTuple):
     weight_hr: Tensor | None = None
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs ``device_type`` ops in, or None when it is off."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type)
+    return (
+        torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+    )
+
+
 def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``."""
     bias = None if w.bias_ih is None or w.bias_hh is None else w.bias_ih + w.bias_hh
@@ -97,6 +108,16 @@ def lstm(
         >>> out.shape, h.shape
         (torch.Size([5, 2, 4]), torch.Size([1, 2, 4]))
     """
+    amp = autocast_dtype(x.device.type)
+    if amp is not None:  # as nn.LSTM under autocast: everything in the low-precision dtype
+        with torch.autocast(x.device.type, enabled=False):
+            return lstm(
+                x.to(amp),
+                (hx[0].to(amp), hx[1].to(amp)),
+                [LayerWeights(*(None if t is None else t.to(amp) for t in w)) for w in weights],
+                bidirectional=bidirectional, dropout=dropout, training=training,
+                lengths=lengths, backend=backend, return_states=return_states,
+            )  # fmt: skip
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
     num_layers = len(weights) // num_directions

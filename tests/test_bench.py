@@ -92,3 +92,11 @@ def test_bench_reports_torch_compile_and_its_compile_time() -> None:
     }
     assert all(s > 0 for s in results.setup.values())
     assert "compile forward:" in results.table()
+
+
+def test_bench_leaves_out_backends_this_machine_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstmkit.backends import compiled
+
+    monkeypatch.setattr(compiled, "kernels", None)  # as without numba
+    names = impls.registry(include_onnx=False)
+    assert "lstmkit-compiled" not in names and "lstmkit-fused" in names

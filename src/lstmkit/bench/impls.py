@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..backends import BACKEND_NAMES
+from ..backends import BACKEND_NAMES, BACKENDS
 from ..lstm import LSTM
 from .shapes import Shape
 
@@ -136,8 +136,10 @@ def registry(
             impls["onnxruntime"] = onnxruntime_lstm
         except ImportError:
             pass
+    probe = torch.zeros(2, 1, 4)  # float32 on the CPU, what the benchmark runs
     for backend in BACKEND_NAMES:
-        impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)
+        if backend == "auto" or BACKENDS[backend].unsupported(probe) is None:
+            impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)  # e.g. no numba: no compiled
     if include_compile:
         impls["lstmkit-torch.compile"] = torch_compiled_lstm
     return impls

@@ -44,9 +44,10 @@ def test_export_matches_pytorch_with_dynamic_batch_and_length(kwargs: dict) -> N
             torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
 
 
-def test_export_with_lengths_equals_lengths() -> None:
+@pytest.mark.parametrize("proj", [0, 2])
+def test_export_with_lengths_equals_lengths(proj: int) -> None:
     torch.manual_seed(1)
-    lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=True).eval()
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=True, proj_size=proj).eval()
     x, lengths = torch.randn(6, 3, 4), torch.tensor([6, 2, 4])
     got = run(
         to_model(lstm, with_state=False, with_lengths=True),
@@ -80,8 +81,3 @@ def test_projection_exports_as_scan_without_state_inputs() -> None:
         out, (h, c) = lstm(x)
     for a, b in zip(got, (out, h, c)):
         torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
-
-
-def test_lengths_with_projection_is_refused_clearly() -> None:
-    with pytest.raises(NotImplementedError, match="lengths with proj_size > 0"):
-        to_model(lstmkit.LSTM(3, 4, proj_size=2), with_lengths=True)

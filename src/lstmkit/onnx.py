@@ -62,14 +62,10 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     ``(B,)`` int32. Outputs: ``output`` ``(T, B, D*P)`` (or batch-first), ``h_n``, ``c_n``.
     Without projection each layer is one ONNX ``LSTM`` node; with ``proj_size > 0``
     (which the operator lacks) each layer-direction is a ``Scan`` over time whose body is
-    the cell's equations (no ``lengths`` there yet).
+    the cell's equations, masked per step by ``lengths`` when given.
     """
     from onnx import TensorProto, helper
 
-    if lstm.proj_size > 0 and with_lengths:
-        raise NotImplementedError(
-            "lstmkit.onnx: lengths with proj_size > 0 (a Scan graph) is not implemented yet"
-        )
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
     P = lstm.proj_size or H
     T_, B_ = "sequence", "batch"
@@ -86,9 +82,10 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     if lstm.batch_first:
         x = g.node("Transpose", [x], ["x_seq_first"], perm=[1, 0, 2])
     emit = _scan_layer if lstm.proj_size else _operator_layer
+    valid = _valid_mask(g, x) if lstm.proj_size and with_lengths else None
     h_n, c_n = [], []
     for layer, names in enumerate(_layers(lstm)):
-        x, h, c = emit(g, lstm, layer, names, x, with_state, with_lengths)
+        x, h, c = emit(g, lstm, layer, names, x, with_state, valid or with_lengths)
         h_n.append(h)
         c_n.append(c)
     g.node("Transpose" if lstm.batch_first else "Identity", [x], ["output"],
@@ -137,8 +134,25 @@ def _operator_layer(g, lstm, layer, names, x, with_state, with_lengths):
     return g.node("Reshape", [f"{y}_tbdh", shape], [f"out{layer}"]), h, c
 
 
-def _scan_layer(g, lstm, layer, names, x, with_state, with_lengths):
-    """A ``Scan`` per direction whose body is the cell (with projection)."""
+def _valid_mask(g: _Graph, x: str) -> str:
+    """``(T, B, 1)`` bool: step t lies inside sequence b (``t < lengths[b]``)."""
+    shape = g.node("Shape", [x], ["mask_xshape"])
+    axis0 = g.const("mask_axis0", np.array([0], np.int64))
+    steps = g.node("Slice", [shape, axis0, g.const("mask_end", np.array([1], np.int64))],
+                   ["mask_steps"])  # (1,) = [T]  # fmt: skip
+    T = g.node("Squeeze", [steps, axis0], ["mask_T"])
+    zero, one = (g.const(f"mask_{v}", np.array(v, np.int64)) for v in (0, 1))
+    t = g.node("Range", [zero, T, one], ["mask_t"])  # (T,)
+    t = g.node("Unsqueeze", [t, g.const("mask_axis1", np.array([1], np.int64))], ["mask_t1"])
+    lengths = g.node("Cast", ["lengths"], ["mask_lengths"], to=7)  # int64
+    lengths = g.node("Unsqueeze", [lengths, axis0], ["mask_lengths0"])  # (1, B)
+    valid = g.node("Less", [t, lengths], ["mask_tb"])  # (T, B)
+    return g.node("Unsqueeze", [valid, g.const("mask_axis2", np.array([2], np.int64))], ["valid"])
+
+
+def _scan_layer(g, lstm, layer, names, x, with_state, valid):
+    """A ``Scan`` per direction whose body is the cell (with projection); ``valid`` is
+    the name of the ``(T, B, 1)`` step mask, or falsy without lengths."""
     H, P = lstm.hidden_size, lstm.proj_size
     ys, hs, cs = [], [], []
     for d, n in enumerate(names):
@@ -149,10 +163,12 @@ def _scan_layer(g, lstm, layer, names, x, with_state, with_lengths):
                              [f"{k}_{s}_init"]) for s in ("h0", "c0"))  # fmt: skip
         else:
             h0, c0 = (_zeros(g, x, width, f"{k}_{s}_zeros") for s, width in (("h", P), ("c", H)))
-        body = _cell_body(lstm, n, k)
+        masked = isinstance(valid, str)
+        body = _cell_body(lstm, n, k, masked)
         h, c, y = f"{k}_h_n", f"{k}_c_n", f"{k}_y"
-        g.node("Scan", [h0, c0, x], [h, c, y], body=body, num_scan_inputs=1,
-               scan_input_directions=[d], scan_output_directions=[d])  # fmt: skip
+        scans = [x, valid] if masked else [x]
+        g.node("Scan", [h0, c0, *scans], [h, c, y], body=body, num_scan_inputs=len(scans),
+               scan_input_directions=[d] * len(scans), scan_output_directions=[d])  # fmt: skip
         axis = g.const(f"{k}_unsqueeze", np.array([0], np.int64))
         hs.append(g.node("Unsqueeze", [h, axis], [f"{h}_1"]))
         cs.append(g.node("Unsqueeze", [c, axis], [f"{c}_1"]))
@@ -177,8 +193,9 @@ def _zeros(g: _Graph, x: str, width: int, name: str) -> str:
     return g.node("ConstantOfShape", [dims], [name], value=fill)
 
 
-def _cell_body(lstm: LSTM, names: dict[str, str], k: str) -> Any:
-    """The Scan body: one step ``(h, c, x_t) -> (h', c', y_t = h')`` with projection."""
+def _cell_body(lstm: LSTM, names: dict[str, str], k: str, masked: bool = False) -> Any:
+    """The Scan body: one step ``(h, c, x_t[, valid_t]) -> (h', c', y_t = h')`` with
+    projection; with ``valid_t`` an ended sequence keeps its state and emits zeros."""
     from onnx import TensorProto, helper
 
     H, P = lstm.hidden_size, lstm.proj_size
@@ -201,16 +218,27 @@ def _cell_body(lstm: LSTM, names: dict[str, str], k: str) -> Any:
     i, f, o = (b.node("Sigmoid", [t], [t[:-4]]) for t in (i, f, o))
     gg = b.node("Tanh", [gg], [gg[:-4]])
     c = b.node("Add", [b.node("Mul", [f, f"{k}_c"], [f"{k}_fc"]),
-                       b.node("Mul", [i, gg], [f"{k}_ig"])], [f"{k}_c_out"])  # fmt: skip
+                       b.node("Mul", [i, gg], [f"{k}_ig"])],
+               [f"{k}_c_new" if masked else f"{k}_c_out"])  # fmt: skip
     m = b.node("Mul", [o, b.node("Tanh", [c], [f"{k}_tanh_c"])], [f"{k}_m"])
-    h = b.node("MatMul", [m, w_hr], [f"{k}_h_out"])
-    b.node("Identity", [h], [f"{k}_y_t"])
+    h = b.node("MatMul", [m, w_hr], [f"{k}_h_new" if masked else f"{k}_h_out"])
     value = helper.make_tensor_value_info
     f32 = TensorProto.FLOAT
+    inputs = [
+        value(f"{k}_h", f32, ["batch", P]),
+        value(f"{k}_c", f32, ["batch", H]),
+        value(f"{k}_x", f32, ["batch", lstm.input_size if k.startswith("l0") else None]),
+    ]
+    if masked:  # keep the state where the sequence has ended; emit zeros there
+        v = f"{k}_valid"
+        inputs.append(value(v, TensorProto.BOOL, ["batch", 1]))
+        b.node("Where", [v, c, f"{k}_c"], [f"{k}_c_out"])
+        b.node("Where", [v, h, f"{k}_h"], [f"{k}_h_out"])
+        b.node("Where", [v, h, b.const(f"{k}_zero", np.zeros((), np.float32))], [f"{k}_y_t"])
+    else:
+        b.node("Identity", [h], [f"{k}_y_t"])
     return helper.make_graph(
-        b.nodes, f"{k}_cell",
-        [value(f"{k}_h", f32, ["batch", P]), value(f"{k}_c", f32, ["batch", H]),
-         value(f"{k}_x", f32, ["batch", lstm.input_size if k.startswith("l0") else None])],
+        b.nodes, f"{k}_cell", inputs,
         [value(f"{k}_h_out", f32, ["batch", P]), value(f"{k}_c_out", f32, ["batch", H]),
          value(f"{k}_y_t", f32, ["batch", P])],
         b.inits,

@@ -10,8 +10,8 @@ follow lstmkit.LSTM's shapes and layout, with the batch and the sequence length 
 
 Needs the ``onnx`` package (``pip install onnx``); ``onnxruntime`` runs the result.
 ``proj_size > 0`` (the operator has no projection) exports as one ``Scan`` over time per
-layer-direction, its body the cell's equations. Not exported yet: ``lengths`` together
-with ``proj_size``, and unbatched input.
+layer-direction, its body the cell's equations (masked per step when ``lengths`` is an
+input). Unbatched input is not exported: the graph always takes a batch dimension.
 """
 
 from __future__ import annotations

@@ -81,3 +81,30 @@ def test_projection_exports_as_scan_without_state_inputs() -> None:
         out, (h, c) = lstm(x)
     for a, b in zip(got, (out, h, c)):
         torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(peephole=True), dict(gate_clip=0.7), dict(peephole=True, gate_clip=0.5)],
+    ids=str,
+)
+def test_export_peepholes_and_gate_clip_to_the_operator(options: dict) -> None:
+    torch.manual_seed(2)
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=True, **options).eval()
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.mul_(3)  # clips active
+    model = to_model(lstm, with_state=False)
+    x = torch.randn(6, 3, 4)
+    got = run(model, input=x)
+    with torch.no_grad():
+        out, (h, c) = lstm(x)
+    for a, b in zip(got, (out, h, c)):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
+def test_options_without_an_operator_equivalent_are_refused() -> None:
+    with pytest.raises(NotImplementedError, match="cell_clip has no ONNX LSTM equivalent"):
+        to_model(lstmkit.LSTM(3, 4, cell_clip=1.0))
+    with pytest.raises(NotImplementedError, match="together with proj_size"):
+        to_model(lstmkit.LSTM(3, 4, proj_size=2, peephole=True))

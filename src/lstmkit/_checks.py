@@ -67,6 +67,17 @@ def check_forget_bias(forget_bias: object, bias: object) -> float:
     return float(forget_bias)
 
 
+def check_clip(name: str, value: object) -> float | None:
+    """A clip: ``None`` (off) or a positive finite number."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} should be a positive number or None, got: {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} should be a positive finite number or None, got {value}")
+    return float(value)
+
+
 def check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")

@@ -16,6 +16,10 @@ Equations, gates in torch's order ``i, f, g, o``::
     h_t = o * tanh(c_t)                                        # (B, H)
     h_t = h_t W_hr^T                      (only when proj_size > 0: (B, P))
 
+Options, each a guarded line or two below and off by default: peepholes (``i`` and ``f``
+see ``c_{t-1}``, ``o`` sees ``c_t``), ``gate_clip`` (pre-activations clamped),
+``cell_clip`` (``c_t`` clamped).
+
 The input part ``x_t W_ih^T + b_ih + b_hh`` is computed for all time steps at once,
 outside the time loop (:func:`lstmkit.functional.input_projection`); the cell receives
 it as ``xg``.
@@ -33,6 +37,10 @@ def cell_step(
     c: Tensor,
     weight_hh: Tensor,
     weight_hr: Tensor | None = None,
+    *,
+    peephole: tuple[Tensor, Tensor, Tensor] | None = None,
+    gate_clip: float | None = None,
+    cell_clip: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the projected input.
 
@@ -42,6 +50,12 @@ def cell_step(
         c: previous cell state ``c_{t-1}``, shape ``(B, H)``.
         weight_hh: recurrent weights ``W_hh``, shape ``(4H, P)``.
         weight_hr: projection weights ``W_hr``, shape ``(P, H)``, or ``None``.
+        peephole: ``(w_ci, w_cf, w_co)``, each ``(H,)`` (the ONNX LSTM operator's
+            peepholes): ``i`` and ``f`` also see ``w_ci * c_{t-1}``, ``w_cf * c_{t-1}``,
+            ``o`` sees ``w_co * c_t``.
+        gate_clip: every gate pre-activation clamped to ``[-gate_clip, gate_clip]`` before
+            its activation (the ONNX operator's ``clip``).
+        cell_clip: ``c_t`` clamped to ``[-cell_clip, cell_clip]`` after the update.
 
     Returns:
         ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
@@ -55,11 +69,22 @@ def cell_step(
     """
     gates = torch.addmm(xg, h, weight_hh.t())  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
+    if peephole is not None:
+        i = i + peephole[0] * c
+        f = f + peephole[1] * c
+    if gate_clip is not None:
+        i, f, g = (t.clamp(-gate_clip, gate_clip) for t in (i, f, g))
     i = torch.sigmoid(i)
     f = torch.sigmoid(f)
     g = torch.tanh(g)
-    o = torch.sigmoid(o)
     c = f * c + i * g
+    if cell_clip is not None:
+        c = c.clamp(-cell_clip, cell_clip)
+    if peephole is not None:
+        o = o + peephole[2] * c
+    if gate_clip is not None:
+        o = o.clamp(-gate_clip, gate_clip)
+    o = torch.sigmoid(o)
     h = o * torch.tanh(c)
     if weight_hr is not None:
         h = h @ weight_hr.t()  # (B, P)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends
+from .backends.contract import CellOptions
 from .backends.gemm import linear
 
 
@@ -52,6 +53,16 @@ class LayerWeights(NamedTuple):
     bias_ih: Tensor | None = None
     bias_hh: Tensor | None = None
     weight_hr: Tensor | None = None
+    weight_ci: Tensor | None = None
+    weight_cf: Tensor | None = None
+    weight_co: Tensor | None = None
+
+    def options(self, gate_clip: float | None, cell_clip: float | None) -> CellOptions:
+        """The cell options these weights (peepholes) and the clips call for."""
+        peephole = None
+        if self.weight_ci is not None:
+            peephole = (self.weight_ci, self.weight_cf, self.weight_co)
+        return CellOptions(peephole, gate_clip, cell_clip)
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -82,6 +93,8 @@ def lstm(
     lengths: Tensor | None = None,
     backend: str = "auto",
     return_states: bool = False,
+    gate_clip: float | None = None,
+    cell_clip: float | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
@@ -96,6 +109,8 @@ def lstm(
         lengths: ``(B,)`` valid length of each sequence, or ``None`` for all ``T``.
         backend: name of the recurrence backend, or ``"auto"``.
         return_states: also return every step's ``h`` and ``c`` (:class:`States`).
+        gate_clip, cell_clip: the cell's clips (see :func:`lstmkit.cell.cell_step`);
+            peepholes come with the weights (``LayerWeights.weight_ci`` ...).
 
     Returns:
         ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
@@ -117,6 +132,7 @@ def lstm(
                 [LayerWeights(*(None if t is None else t.to(amp) for t in w)) for w in weights],
                 bidirectional=bidirectional, dropout=dropout, training=training,
                 lengths=lengths, backend=backend, return_states=return_states,
+                gate_clip=gate_clip, cell_clip=cell_clip,
             )  # fmt: skip
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
@@ -132,10 +148,11 @@ def lstm(
             k = layer * num_directions + direction
             w = weights[k]
             xg = input_projection(x, w)  # (T, B, 4H)
-            run = backends.select(backend, xg)
+            options = w.options(gate_clip, cell_clip)
+            run = backends.select(backend, xg, options.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
-                reverse=direction == 1, cell_states=return_states,
+                reverse=direction == 1, cell_states=return_states, options=options,
             )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
             every_h.append(ys)
             every_c.extend(cs)

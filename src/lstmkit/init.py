@@ -20,9 +20,7 @@ from .functional import LayerWeights
 
 def layer_weights(module: nn.Module) -> list[LayerWeights]:
     """Every layer-direction's weights of an lstmkit.LSTM, or the one of an LSTMCell."""
-    if hasattr(module, "layer_weights"):
-        return module.layer_weights()
-    return [LayerWeights(module.weight_ih, module.weight_hh, module.bias_ih, module.bias_hh)]
+    return module.layer_weights()
 
 
 @torch.no_grad()

@@ -92,12 +92,16 @@ def to_torch(lstm: LSTM) -> nn.LSTM:
     return theirs.train(lstm.training)
 
 
-def load_onnx(lstm: LSTM, W: Tensor, R: Tensor, B: Tensor | None = None, *, layer: int = 0) -> None:
-    """Set layer ``layer`` of ``lstm`` (every direction) from an ONNX ``LSTM`` node's inputs.
-
-    Peepholes (the node's ``P`` input) have no place in a plain LSTM and are refused.
-    """
+def load_onnx(
+    lstm: LSTM, W: Tensor, R: Tensor, B: Tensor | None = None, P: Tensor | None = None, *,
+    layer: int = 0,
+) -> None:  # fmt: skip
+    """Set layer ``layer`` of ``lstm`` (every direction) from an ONNX ``LSTM`` node's
+    inputs ``W``, ``R``, ``B`` and peepholes ``P (D, 3H)`` (order i, o, f; the LSTM needs
+    ``peephole=True`` for them). The node's ``clip`` is lstmkit's ``gate_clip``."""
     W, R = torch.as_tensor(W), torch.as_tensor(R)
+    if (P is not None) != lstm.peephole:
+        raise ValueError("load_onnx: pass P exactly when the LSTM has peephole=True")
     D = 2 if lstm.bidirectional else 1
     if W.shape[0] != D:
         raise ValueError(f"load_onnx: W has {W.shape[0]} directions, the LSTM has {D}")
@@ -108,6 +112,12 @@ def load_onnx(lstm: LSTM, W: Tensor, R: Tensor, B: Tensor | None = None, *, laye
             b_ih, b_hh = to_torch_gates(wb, ONNX_ORDER), to_torch_gates(rb, ONNX_ORDER)
         _assign(lstm, layer, d == 1, to_torch_gates(W[d], ONNX_ORDER),
                 to_torch_gates(R[d], ONNX_ORDER), b_ih, b_hh)  # fmt: skip
+        if P is not None:
+            p_i, p_o, p_f = torch.as_tensor(P)[d].chunk(3)
+            suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
+            with torch.no_grad():
+                for gate, value in (("i", p_i), ("f", p_f), ("o", p_o)):
+                    getattr(lstm, f"weight_c{gate}{suffix}").copy_(value)
 
 
 def _assign(

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional, init
-from ._checks import check_constructor, check_forget_bias
+from ._checks import check_bool, check_clip, check_constructor, check_forget_bias
 from ._inputs import Sizes, normalize
 from .backends import check_backend_name
 
@@ -75,6 +75,9 @@ class LSTM(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
+        peephole: bool = False,
+        gate_clip: float | None = None,
+        cell_clip: float | None = None,
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -82,6 +85,10 @@ class LSTM(nn.Module):
         check_constructor(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
         )
+        check_bool("peephole", peephole)
+        self.peephole = peephole
+        self.gate_clip = check_clip("gate_clip", gate_clip)
+        self.cell_clip = check_clip("cell_clip", cell_clip)
         self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -111,6 +118,8 @@ class LSTM(nn.Module):
                     shapes |= {"bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,)}
                 if proj_size > 0:
                     shapes["weight_hr"] = (proj_size, hidden_size)
+                if peephole:
+                    shapes |= {f"weight_c{g}": (hidden_size,) for g in "ifo"}
                 names = [name + suffix for name in shapes]
                 for name, shape in zip(names, shapes.values()):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
@@ -208,6 +217,8 @@ class LSTM(nn.Module):
             lengths=batch.lengths,
             backend=self.backend,
             return_states=return_states,
+            gate_clip=self.gate_clip,
+            cell_clip=self.cell_clip,
         )
         if not return_states:
             return batch.restore(out, state)
@@ -252,6 +263,8 @@ class LSTM(nn.Module):
             dropout=self.dropout,
             training=self.training,
             backend=self.backend,
+            gate_clip=self.gate_clip,
+            cell_clip=self.cell_clip,
         )
         y, state = batch.restore(out, state)
         return y[0], state
@@ -270,8 +283,9 @@ class LSTM(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        if self.forget_bias:
-            s += f", forget_bias={self.forget_bias}"
+        for option in ("peephole", "gate_clip", "cell_clip", "forget_bias"):
+            if getattr(self, option):
+                s += f", {option}={getattr(self, option)}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from . import init
-from ._checks import check_bool, check_forget_bias, check_positive_int
+from ._checks import check_bool, check_clip, check_forget_bias, check_positive_int
 from .backends import check_backend_name, select
 from .cell import cell_step
 from .functional import LayerWeights, input_projection
@@ -46,6 +46,9 @@ class LSTMCell(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         *,
+        peephole: bool = False,
+        gate_clip: float | None = None,
+        cell_clip: float | None = None,
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -54,6 +57,10 @@ class LSTMCell(nn.Module):
         check_bool("bias", bias)
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
+        check_bool("peephole", peephole)
+        self.peephole = peephole
+        self.gate_clip = check_clip("gate_clip", gate_clip)
+        self.cell_clip = check_clip("cell_clip", cell_clip)
         self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -67,7 +74,18 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
+        if peephole:
+            for gate in "ifo":
+                self.register_parameter(
+                    f"weight_c{gate}", nn.Parameter(torch.empty(hidden_size, **factory))
+                )
         self.reset_parameters()
+
+    def layer_weights(self) -> list[LayerWeights]:
+        """The parameters as one :class:`~lstmkit.functional.LayerWeights`."""
+        peep = [getattr(self, f"weight_c{g}") if self.peephole else None for g in "ifo"]
+        return [LayerWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                             None, *peep)]  # fmt: skip
 
     def reset_parameters(self) -> None:
         """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch
@@ -79,12 +97,15 @@ class LSTMCell(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """``(h', c')`` after one step from ``hx`` on ``input``, exactly as nn.LSTMCell."""
         x, (h, c), batched = self._normalize(input, hx)
-        w = LayerWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        (w,) = self.layer_weights()
         xg = input_projection(x, w)  # (B, 4H)
+        options = w.options(self.gate_clip, self.cell_clip)
         if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
-            h, c = cell_step(xg, h, c, self.weight_hh)
+            h, c = cell_step(xg, h, c, self.weight_hh, peephole=options.peephole,
+                             gate_clip=self.gate_clip, cell_clip=self.cell_clip)  # fmt: skip
         else:  # the chosen backend's recurrence, over a sequence of length one
-            _, h, c = select(self.backend, xg[None])(xg[None], h, c, self.weight_hh)
+            run = select(self.backend, xg[None], options.used())
+            _, h, c = run(xg[None], h, c, self.weight_hh, options=options)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c
@@ -146,8 +167,9 @@ class LSTMCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
-        if self.forget_bias:
-            s += f", forget_bias={self.forget_bias}"
+        for option in ("peephole", "gate_clip", "cell_clip", "forget_bias"):
+            if getattr(self, option):
+                s += f", {option}={getattr(self, option)}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

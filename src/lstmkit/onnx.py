@@ -66,6 +66,12 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     """
     from onnx import TensorProto, helper
 
+    if lstm.cell_clip is not None:
+        raise NotImplementedError("lstmkit.onnx: cell_clip has no ONNX LSTM equivalent yet")
+    if lstm.proj_size and (lstm.peephole or lstm.gate_clip is not None):
+        raise NotImplementedError(
+            "lstmkit.onnx: peephole or gate_clip together with proj_size is not exported yet"
+        )
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
     P = lstm.proj_size or H
     T_, B_ = "sequence", "batch"
@@ -126,9 +132,17 @@ def _operator_layer(g, lstm, layer, names, x, with_state, with_lengths):
     args.append("lengths" if with_lengths else "")
     if with_state:
         args += [_state_rows(g, n, layer * D, D, f"rows{layer}") for n in ("h0", "c0")]
+    else:
+        args += ["", ""]
+    if lstm.peephole:  # P (D, 3H) in the operator's order i, o, f
+        P = np.stack([np.concatenate([getattr(lstm, f"weight_c{gate}{n['suffix']}")
+                                      .detach().cpu().float().numpy() for gate in "iof"])
+                      for n in names])  # fmt: skip
+        args.append(g.const(f"P{layer}", P))
+    extra = {} if lstm.gate_clip is None else {"clip": lstm.gate_clip}  # the operator's clip
     y, h, c = f"y{layer}", f"h_n{layer}", f"c_n{layer}"
     g.node("LSTM", args, [y, h, c], hidden_size=lstm.hidden_size,
-           direction="bidirectional" if D == 2 else "forward")  # fmt: skip
+           direction="bidirectional" if D == 2 else "forward", **extra)  # fmt: skip
     g.node("Transpose", [y], [f"{y}_tbdh"], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     shape = g.const(f"shape{layer}", np.array([0, 0, -1], np.int64))
     return g.node("Reshape", [f"{y}_tbdh", shape], [f"out{layer}"]), h, c
@@ -264,7 +278,6 @@ def _layers(lstm: LSTM) -> list[list[dict[str, str]]]:
     """Per layer, per direction: the parameter names by role (``weight_ih``, ...)."""
     D = 2 if lstm.bidirectional else 1
     roles = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-    return [
-        [{r: f"{r}_l{layer}" + ("_reverse" if d else "") for r in roles} for d in range(D)]
-        for layer in range(lstm.num_layers)
-    ]
+    suffixes = [[f"_l{layer}" + ("_reverse" if d else "") for d in range(D)]
+                for layer in range(lstm.num_layers)]  # fmt: skip
+    return [[{"suffix": sfx} | {r: r + sfx for r in roles} for sfx in layer] for layer in suffixes]

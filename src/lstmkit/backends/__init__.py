@@ -28,6 +28,7 @@ class Backend:
     name: str
     run: Recurrence
     unsupported: Callable[[Tensor], str | None]
+    options: frozenset[str] = frozenset()  # the cell options it implements
 
 
 def _always(xg: Tensor) -> str | None:
@@ -50,9 +51,11 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or compiled.unsupported(xg)
 
 
+ALL_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip"})
+
 BACKENDS: dict[str, Backend] = {
-    "reference": Backend("reference", reference.run_recurrence, _always),
-    "fused": Backend("fused", fused.run_recurrence, _untransformed),
+    "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),
+    "fused": Backend("fused", fused.run_recurrence, _untransformed, ALL_OPTIONS),
     "compiled": Backend("compiled", compiled.run_recurrence, _compiled_unsupported),
 }
 
@@ -75,17 +78,22 @@ def check_backend_name(backend: object) -> str:
     return backend
 
 
-def select(backend: str, xg: Tensor) -> Recurrence:
-    """The recurrence to run ``xg`` with: ``backend`` itself, or the best one for ``auto``."""
+def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrence:
+    """The recurrence to run ``xg`` with (using the cell ``options`` named): ``backend``
+    itself, or the best one for ``auto``."""
     if backend == "auto":
         if xg.shape[0] == 1:
             return BACKENDS["reference"].run
         for name in AUTO_ORDER:
-            if BACKENDS[name].unsupported(xg) is None:
-                return BACKENDS[name].run
+            chosen = BACKENDS[name]
+            if chosen.unsupported(xg) is None and chosen.options.issuperset(options):
+                return chosen.run
         return BACKENDS["reference"].run
     chosen = BACKENDS[check_backend_name(backend)]
-    reason = chosen.unsupported(xg)
+    missing = sorted(set(options) - chosen.options)
+    reason = chosen.unsupported(xg) or (
+        f"it does not implement {', '.join(missing)} yet" if missing else None
+    )
     if reason is not None:
         raise NotImplementedError(f"backend {backend!r} cannot run this call: {reason}")
     return chosen.run

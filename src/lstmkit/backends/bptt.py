@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from . import reference
+from .contract import PLAIN, CellOptions, valid_mask
 from .contract import Recurrence as Recurrence_
-from .contract import valid_mask
 
 
 @dataclass
@@ -47,6 +47,9 @@ class Buffers:
     hs: Tensor  # (T + 1, B, P)
     tanh_cs: Tensor  # (T, B, H)
     ms: Tensor | None  # (T, B, H) o * tanh(c) when projecting, else None (it is hs)
+    options: CellOptions = PLAIN  # the cell's options (peephole weights, clips)
+    gate_clipped: Tensor | None = None  # (T, B, 4H) bool: pre-activation clamped
+    cell_clipped: Tensor | None = None  # (T, B, H) bool: c_t clamped
 
 
 class Engine(Protocol):
@@ -106,8 +109,9 @@ def recurrence(engine: Engine) -> Recurrence_:
         lengths: Tensor | None = None,
         reverse: bool = False,
         cell_states: bool = False,
+        options: CellOptions = PLAIN,
     ) -> tuple[Tensor, ...]:
-        outputs = run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
+        outputs = run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options)
         return outputs if cell_states else outputs[:3]
 
     return run_recurrence
@@ -122,13 +126,19 @@ def run(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
+    options: CellOptions = PLAIN,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(ys, h_n, c_n, cs)`` on ``engine``: through :class:`Recurrence` when a gradient
     may be asked for, else straight through the forward loop (no autograd bookkeeping)."""
-    inputs = (xg, h0, c0, weight_hh, weight_hr)
+    peep = options.peephole or (None, None, None)
+    inputs = (xg, h0, c0, weight_hh, weight_hr, *peep)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        return Recurrence.apply(xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine)
-    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, keep=False)[0]
+        return Recurrence.apply(
+            *inputs, lengths, reverse, engine, options.gate_clip, options.cell_clip
+        )
+    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False)[
+        0
+    ]
 
 
 def forward(
@@ -140,6 +150,7 @@ def forward(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
+    options: CellOptions = PLAIN,
     keep: bool = True,
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], Buffers, Tensor | None]:
     """The forward loop: ``(ys, h_n, c_n, cs)``, the buffers it filled, the validity mask.
@@ -157,7 +168,12 @@ def forward(
         hs=xg.new_empty(T + 1, B, P),
         tanh_cs=xg.new_empty(steps_kept, B, H).expand(T, B, H),
         ms=xg.new_empty(steps_kept, B, H).expand(T, B, H) if weight_hr is not None else None,
+        options=options,
     )
+    if options.gate_clip is not None:
+        buf.gate_clipped = xg.new_empty(steps_kept, B, G, dtype=torch.bool).expand(T, B, G)
+    if options.cell_clip is not None:
+        buf.cell_clipped = xg.new_empty(steps_kept, B, H, dtype=torch.bool).expand(T, B, H)
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0
     engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
@@ -178,15 +194,24 @@ class Recurrence(torch.autograd.Function):
         c0: Tensor,
         weight_hh: Tensor,
         weight_hr: Tensor | None,
+        w_ci: Tensor | None,
+        w_cf: Tensor | None,
+        w_co: Tensor | None,
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
+        gate_clip: float | None,
+        cell_clip: float | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        outputs, buf, valid = forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse)
-        ctx.reverse, ctx.engine = reverse, engine
+        peephole = None if w_ci is None else (w_ci, w_cf, w_co)
+        options = CellOptions(peephole, gate_clip, cell_clip)
+        outputs, buf, valid = forward(
+            engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options
+        )
+        ctx.reverse, ctx.engine, ctx.clips = reverse, engine, (gate_clip, cell_clip)
         ctx.save_for_backward(
-            xg, h0, c0, weight_hh, weight_hr, lengths, valid,
-            buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms,
+            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, lengths, valid,
+            buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms, buf.gate_clipped, buf.cell_clipped,
         )  # fmt: skip
         return outputs
 
@@ -197,12 +222,13 @@ class Recurrence(torch.autograd.Function):
     ):  # fmt: skip
         saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return _reference_backward(ctx, saved[:6], (dys, dh_n, dc_n, dcs))
-        xg, h0, c0, weight_hh, weight_hr, _ = saved[:6]
-        valid, acts, cs, hs, tanh_cs, ms = saved[6:]
-        buf = Buffers(acts, cs, hs, tanh_cs, ms)
+            return _reference_backward(ctx, saved[:9], (dys, dh_n, dc_n, dcs))
+        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, _, valid = saved[:10]
+        acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped = saved[10:]
+        options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips)
+        buf = Buffers(acts, cs, hs, tanh_cs, ms, options, gate_clipped, cell_clipped)
         T, B, G = acts.shape
-        P = hs.shape[2]
+        H, P = G // 4, hs.shape[2]
         dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
         dcs = None if dcs is None else dcs.contiguous()
         dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
@@ -217,19 +243,27 @@ class Recurrence(torch.autograd.Function):
             h_prev = hs[1:] if ctx.reverse else hs[:-1]
             dweight_hh = dgates.view(T * B, G).t() @ h_prev.reshape(T * B, P)
         if weight_hr is not None and ctx.needs_input_grad[4]:  # sum_t dh_t^T m_t
-            dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, G // 4)
-        return dgates, dh, dc, dweight_hh, dweight_hr, None, None, None
+            dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, H)
+        dpeep: tuple[Tensor | None, ...] = (None, None, None)
+        if w_ci is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
+            c_prev, c_new = (cs[1:], cs[:-1]) if ctx.reverse else (cs[:-1], cs[1:])
+            dpeep = tuple(
+                (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
+                for k, c in ((0, c_prev), (1, c_prev), (3, c_new))
+            )
+        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, None, None, None, None, None)
 
 
 def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
     """Gradients that are themselves differentiable, from the reference recurrence."""
-    xg, h0, c0, weight_hh, weight_hr, lengths = inputs
-    tensors = (xg, h0, c0, weight_hh, weight_hr)
+    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, lengths = inputs
+    tensors = (xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co)
+    options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips)
     wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
     with torch.enable_grad():
         outs = reference.run_recurrence(
             xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse,
-            cell_states=True,
+            cell_states=True, options=options,
         )  # fmt: skip
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
         got = torch.autograd.grad(
@@ -239,7 +273,7 @@ def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
             create_graph=True,
             allow_unused=True,
         )
-    result: list[Tensor | None] = [None] * 8
+    result: list[Tensor | None] = [None] * 13
     for k, grad in zip(wanted, got):
         result[k] = grad
     return tuple(result)

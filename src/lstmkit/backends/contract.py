@@ -3,7 +3,7 @@
 A backend is a function::
 
     run_recurrence(xg, h0, c0, weight_hh, weight_hr=None, *, lengths=None, reverse=False,
-                   cell_states=False)
+                   cell_states=False, options=PLAIN)
         -> (ys, h_n, c_n), or (ys, h_n, c_n, cs) with cell_states=True
 
 Shapes (T time, B batch, H hidden, P width of h)::
@@ -17,16 +17,40 @@ Shapes (T time, B batch, H hidden, P width of h)::
     cs        (T, B, H)    c_t for every step; zeros where t >= lengths[b]
 
 ``reverse=True`` walks t = T-1..0, each sequence starting from its own last step.
+``options`` (:class:`CellOptions`) switches on the cell's extra options.
 Everything else (layers, directions, dropout, packing, layouts) lives in
 :mod:`lstmkit.functional` and the modules, once, for every backend.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """The cell's options beyond torch's LSTM, all off by default (see :func:`cell_step`).
+
+    ``peephole``: ``(w_ci, w_cf, w_co)``, each ``(H,)``; ``gate_clip``: clamp every gate
+    pre-activation; ``cell_clip``: clamp ``c_t`` after the update.
+    """
+
+    peephole: tuple[Tensor, Tensor, Tensor] | None = None
+    gate_clip: float | None = None
+    cell_clip: float | None = None
+
+    def used(self) -> tuple[str, ...]:
+        """The names of the options that are on."""
+        return tuple(
+            n for n in ("peephole", "gate_clip", "cell_clip") if getattr(self, n) is not None
+        )
+
+
+PLAIN = CellOptions()
 
 
 class Recurrence(Protocol):
@@ -41,6 +65,7 @@ class Recurrence(Protocol):
         lengths: Tensor | None = None,
         reverse: bool = False,
         cell_states: bool = False,
+        options: CellOptions = PLAIN,
     ) -> tuple[Tensor, ...]: ...
 
 

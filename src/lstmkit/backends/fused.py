@@ -35,14 +35,29 @@ class TorchEngine:
         a_t, c_s, h_s, tc_t = (x.unbind(0) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs))
         # m_t = o * tanh(c_t) goes to its own buffer when projected, else straight into h_t
         m_t = buf.ms.unbind(0) if buf.ms is not None else (h_s[:-1] if reverse else h_s[1:])
+        opt = buf.options
+        # with a peephole, o waits for c_t; otherwise all four gates are clipped at once
+        early = G if opt.peephole is None else 3 * H
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
             gates = around.recurrent.addmm(xg[t], h_s[prev], out=scratch)  # (B, 4H)
+            if opt.peephole is not None:  # i, f see c_{t-1}
+                gates[:, :H].addcmul_(opt.peephole[0], c_s[prev])
+                gates[:, H : 2 * H].addcmul_(opt.peephole[1], c_s[prev])
+            if opt.gate_clip is not None:
+                _clip_(gates[:, :early], opt.gate_clip, buf.gate_clipped[t][:, :early])
             acts = a_t[t]
             torch.sigmoid(gates, out=acts)  # i, f, o (and g, overwritten next)
             torch.tanh(gates[:, 2 * H : 3 * H], out=acts[:, 2 * H : 3 * H])
             i, f, g, o = acts.chunk(4, dim=1)
             torch.mul(f, c_s[prev], out=c_s[nxt]).addcmul_(i, g)
+            if opt.cell_clip is not None:
+                _clip_(c_s[nxt], opt.cell_clip, buf.cell_clipped[t])
+            if opt.peephole is not None:  # o sees c_t
+                zo = torch.addcmul(gates[:, 3 * H :], opt.peephole[2], c_s[nxt])
+                if opt.gate_clip is not None:
+                    _clip_(zo, opt.gate_clip, buf.gate_clipped[t][:, 3 * H :])
+                torch.sigmoid(zo, out=o)
             torch.tanh(c_s[nxt], out=tc_t[t])
             torch.mul(o, tc_t[t], out=m_t[t])  # m_t, or h_t itself without projection
             around.finish(t, prev, nxt)
@@ -72,16 +87,36 @@ class TorchEngine:
         ).view(T, B, 3, H)
         dgate_of_dm = tanh_cs * o * (1 - o)  # d(o pre-activation) / dm
         dc_of_dm = o * (1 - tanh_cs * tanh_cs)  # dc / dm through tanh(c)
+        opt = buf.options
+        if opt.gate_clip is not None:  # a clamped pre-activation passes no gradient
+            kept = ~buf.gate_clipped
+            dgate_of_dc = dgate_of_dc * kept[..., : 3 * H].view(T, B, 3, H)
+            dgate_of_dm = dgate_of_dm * kept[..., 3 * H :]
+        c_kept = None if opt.cell_clip is None else (~buf.cell_clipped).to(dc.dtype)
         around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
         dg_t, f_t = dgates.unbind(0), f.unbind(0)
         for t in steps(T, reverse, backward=True):
             dm, dc = around.enter(t, dh, dc)
+            dzo = torch.mul(dm, dgate_of_dm[t], out=dg_t[t][:, 3 * H :])
             dc = torch.addcmul(dc, dm, dc_of_dm[t])
+            if opt.peephole is not None:  # o saw c_t
+                dc = dc.addcmul_(dzo, opt.peephole[2])
+            if c_kept is not None:  # a clamped c_t passes no gradient to its update
+                dc = dc * c_kept[t]
             torch.mul(dc.unsqueeze(1), dgate_of_dc[t], out=dg_t[t][:, : 3 * H].view(B, 3, H))
-            torch.mul(dm, dgate_of_dm[t], out=dg_t[t][:, 3 * H :])
-            dh, dc = around.leave(dg_t[t], dc * f_t[t])
+            dc = dc * f_t[t]
+            if opt.peephole is not None:  # i, f saw c_{t-1}
+                dc.addcmul_(dg_t[t][:, :H], opt.peephole[0])
+                dc.addcmul_(dg_t[t][:, H : 2 * H], opt.peephole[1])
+            dh, dc = around.leave(dg_t[t], dc)
         return dh, dc
 
 
 #: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
 run_recurrence = bptt.recurrence(TorchEngine())
+
+
+def _clip_(x: Tensor, limit: float, clipped: Tensor) -> None:
+    """Clamp ``x`` to ``[-limit, limit]`` in place, recording where it was clamped."""
+    torch.gt(x.abs(), limit, out=clipped)
+    x.clamp_(-limit, limit)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..cell import cell_step
-from .contract import valid_mask
+from .contract import PLAIN, CellOptions, valid_mask
 
 
 def run_recurrence(
@@ -26,6 +26,7 @@ def run_recurrence(
     lengths: Tensor | None = None,
     reverse: bool = False,
     cell_states: bool = False,
+    options: CellOptions = PLAIN,
 ) -> tuple[Tensor, ...]:
     """Run one layer-direction over time; see :mod:`lstmkit.backends.contract`."""
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
@@ -35,7 +36,10 @@ def run_recurrence(
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr)
+        h_new, c_new = cell_step(
+            xs[t], h, c, weight_hh, weight_hr, peephole=options.peephole,
+            gate_clip=options.gate_clip, cell_clip=options.cell_clip,
+        )  # fmt: skip
         if valid is None:
             h, c = h_new, c_new
             ys[t], cs[t] = h, c

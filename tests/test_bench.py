@@ -100,3 +100,19 @@ def test_bench_leaves_out_backends_this_machine_lacks(monkeypatch: pytest.Monkey
     monkeypatch.setattr(compiled, "kernels", None)  # as without numba
     names = impls.registry(include_onnx=False)
     assert "lstmkit-compiled" not in names and "lstmkit-fused" in names
+
+
+def test_bench_options_rows() -> None:
+    from lstmkit.bench import run
+
+    tiny = shapes.Shape("tiny", 3, 2, 4, 4, 1)
+    results = run(
+        [tiny],
+        rounds=1,
+        impls=["torch", "lstmkit-auto+peephole", "lstmkit-auto+cell_clip"],
+        include_options=True,
+    )
+    assert {(r.impl, r.mode) for r in results.rows} >= {
+        ("lstmkit-auto+peephole", "train"),
+        ("lstmkit-auto+cell_clip", "forward"),
+    }

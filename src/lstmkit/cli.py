@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, help="timed rounds per measurement (default 10)")
     bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
     bench.add_argument(
+        "--options",
+        action="store_true",
+        help="add lstmkit with each cell option on (peephole, gate_clip, cell_clip)",
+    )
+    bench.add_argument(
         "--compile",
         action="store_true",
         help="add lstmkit under torch.compile(fullgraph=True) and report its compile time "
@@ -61,7 +66,7 @@ def bench(args: argparse.Namespace) -> int:
     with _progress(len(shapes) * 2 * rounds) as advance:
         results = b.run(
             shapes, rounds, impls, on_progress=lambda what, _: advance(what),
-            include_compile=args.compile,
+            include_compile=args.compile, include_options=args.options,
         )  # fmt: skip
     if args.json:
         print(results.to_json())

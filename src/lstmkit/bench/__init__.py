@@ -18,13 +18,15 @@ def run(
     impls: Sequence[str] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     include_compile: bool = False,
+    include_options: bool = False,
 ) -> Results:
     """Time forward (no grad) and forward+backward of every implementation on ``shapes``.
 
     ``on_progress(description, rounds_done)`` is called after every round;
-    ``include_compile`` adds lstmkit under ``torch.compile`` and records its compile times.
+    ``include_compile`` adds lstmkit under ``torch.compile`` and records its compile times;
+    ``include_options`` adds lstmkit with each cell option (peephole, clips) on.
     """
-    table = registry(include_compile=include_compile)
+    table = registry(include_compile=include_compile, include_options=include_options)
     chosen = {name: table[name] for name in (impls or table) if name in table}
     results = Results(machine(), gemm_rate() / 1e9)
     for shape in shapes:

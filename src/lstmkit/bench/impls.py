@@ -92,13 +92,23 @@ def torch_lstm(problem: Problem, stepping: bool) -> Workload:
     )
 
 
-def lstmkit_lstm(backend: str) -> Callable[[Problem, bool], Workload]:
+def lstmkit_lstm(backend: str, **options: object) -> Callable[[Problem, bool], Workload]:
     def build(problem: Problem, stepping: bool) -> Workload:
         s = problem.shape
-        lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional, backend=backend)
-        return _module_workload(lstm, problem, stepping)
+        lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional, backend=backend, **options)
+        # the plain weights; peephole weights (if any) keep their random init
+        lstm.load_state_dict(problem.weights, strict=not options)
+        return _module_workload(lstm, problem, stepping, load=False)
 
     return build
+
+
+#: ``lstmkit bench --options``: each cell option alone, on ``auto``.
+OPTIONS: dict[str, dict[str, object]] = {
+    "peephole": {"peephole": True},
+    "gate_clip": {"gate_clip": 3.0},
+    "cell_clip": {"cell_clip": 10.0},
+}
 
 
 def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
@@ -125,7 +135,7 @@ def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
 
 
 def registry(
-    include_onnx: bool = True, include_compile: bool = False
+    include_onnx: bool = True, include_compile: bool = False, include_options: bool = False
 ) -> dict[str, Callable[[Problem, bool], Workload]]:
     impls: dict[str, Callable[[Problem, bool], Workload]] = {"torch": torch_lstm}
     if include_onnx:
@@ -142,4 +152,7 @@ def registry(
             impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)  # e.g. no numba: no compiled
     if include_compile:
         impls["lstmkit-torch.compile"] = torch_compiled_lstm
+    if include_options:
+        for name, options in OPTIONS.items():
+            impls[f"lstmkit-auto+{name}"] = lstmkit_lstm("auto", **options)
     return impls

@@ -52,8 +52,6 @@ def by_equations(lstm, x, h0, c0):
 
 @pytest.mark.parametrize("options", COMBOS, ids=str)
 def test_options_follow_their_equations(options: dict, backend: str) -> None:
-    if backend == "compiled":
-        pytest.skip("the compiled backend does not implement the options yet")
     torch.manual_seed(0)
     lstm = lstmkit.LSTM(3, 4, dtype=D64, backend=backend, **options)
     with torch.no_grad():
@@ -76,8 +74,11 @@ def test_options_follow_their_equations(options: dict, backend: str) -> None:
 GRID = list(itertools.product(COMBOS, (1, 2), (False, True), (0, 2), (False, True)))
 
 
+@pytest.mark.parametrize("fast", ["fused", "compiled"])
 @pytest.mark.parametrize("options, layers, bidirectional, proj, lengths", GRID, ids=str)
-def test_fused_matches_reference_with_options(options, layers, bidirectional, proj, lengths):
+def test_fast_backends_match_reference_with_options(
+    options, layers, bidirectional, proj, lengths, fast
+):
     g = torch.Generator().manual_seed(layers + proj)
     kwargs = dict(
         num_layers=layers, bidirectional=bidirectional, proj_size=proj, dtype=D64, **options
@@ -86,10 +87,11 @@ def test_fused_matches_reference_with_options(options, layers, bidirectional, pr
     with torch.no_grad():
         for p in ref.parameters():
             p.mul_(3)
-    fused = lstmkit.LSTM(3, 5, backend="fused", **kwargs)
+    fused = lstmkit.LSTM(3, 5, backend=fast, **kwargs)
     fused.load_state_dict(ref.state_dict())
-    x = torch.randn(5, 4, 3, generator=g, dtype=D64, requires_grad=True)
-    lens = torch.tensor([5, 2, 4, 1]) if lengths else None
+    batch = 4 if layers == 1 else 12  # 12 > 8: the compiled backend's per-step path
+    x = torch.randn(5, batch, 3, generator=g, dtype=D64, requires_grad=True)
+    lens = torch.tensor([5, 2, 4, 1] * (batch // 4)) if lengths else None
     results = []
     for model in (ref, fused):
         out, (h, c), st = model(x, lengths=lens, return_states=True)
@@ -102,7 +104,6 @@ def test_fused_matches_reference_with_options(options, layers, bidirectional, pr
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"tensor {k}")
 
 
-@pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("options", COMBOS, ids=str)
 def test_gradcheck_and_gradgradcheck_with_options(options: dict, backend: str) -> None:
     torch.manual_seed(1)
@@ -119,25 +120,14 @@ def test_gradcheck_and_gradgradcheck_with_options(options: dict, backend: str) -
     assert torch.autograd.gradgradcheck(f, (x, *params))
 
 
-def test_compiled_refuses_options_and_auto_uses_fused() -> None:
-    lstm = lstmkit.LSTM(3, 4, peephole=True, gate_clip=1.0, backend="compiled")
-    with pytest.raises(
-        NotImplementedError,
-        match="backend 'compiled' cannot run this call: it does not implement "
-        "gate_clip, peephole yet",
-    ):
-        lstm(torch.randn(5, 2, 3))
-    auto = lstmkit.LSTM(3, 4, peephole=True, gate_clip=1.0)
-    auto.load_state_dict(lstm.state_dict())
-    ref = lstmkit.LSTM(3, 4, peephole=True, gate_clip=1.0, backend="reference")
-    ref.load_state_dict(lstm.state_dict())
-    x = torch.randn(5, 2, 3)
-    torch.testing.assert_close(auto(x)[0], ref(x)[0])
+def test_auto_runs_the_options_on_the_compiled_backend() -> None:
+    from lstmkit.backends import BACKENDS, select
+
+    x = torch.zeros(2, 1, 16)
+    assert select("auto", x, ("peephole", "gate_clip", "cell_clip")) is BACKENDS["compiled"].run
 
 
 def test_cell_and_step_with_options_equal_the_layer(backend: str) -> None:
-    if backend == "compiled":
-        pytest.skip("the compiled backend does not implement the options yet")
     opts = dict(peephole=True, gate_clip=0.7, cell_clip=0.4)
     lstm = lstmkit.LSTM(3, 4, dtype=D64, **opts)
     cell = lstmkit.LSTMCell(3, 4, dtype=D64, backend=backend, **opts)
@@ -236,8 +226,6 @@ def onnx_lstm(x, W, R, B, P=None, clip=None, runtime="reference"):
 def test_onnx_operator_peepholes_and_clip(clip: float | None, backend: str) -> None:
     """Random W, R, B, P in ONNX's layout: onnx's reference evaluator (peepholes; it
     ignores clip) and onnxruntime (peepholes and clip) agree with lstmkit."""
-    if backend == "compiled":
-        pytest.skip("the compiled backend does not implement the options yet")
     rng = np.random.default_rng(3)
     T, Bt, I, H, D = 5, 3, 4, 6, 2
     x = rng.standard_normal((T, Bt, I)).astype(np.float32)

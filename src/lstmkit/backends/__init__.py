@@ -56,7 +56,7 @@ ALL_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip"})
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),
     "fused": Backend("fused", fused.run_recurrence, _untransformed, ALL_OPTIONS),
-    "compiled": Backend("compiled", compiled.run_recurrence, _compiled_unsupported),
+    "compiled": Backend("compiled", compiled.run_recurrence, _compiled_unsupported, ALL_OPTIONS),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.

@@ -47,13 +47,25 @@ def unsupported(xg: Tensor) -> str | None:
 
 def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     """The tensor's memory as an array; ``None`` becomes an empty array of that rank
-    (the kernels' "absent" marker: no projection, no lengths). A buffer reused at every
-    step (stride-0 time axis, inference) becomes a scratch array: nobody reads it back."""
+    (the kernels' "absent" marker: no projection, no lengths, no option). A buffer reused
+    at every step (stride-0 time axis, inference) becomes a scratch array: nobody reads
+    it back."""
+    np_dtype = np.bool_ if dtype == torch.bool else _NUMPY[dtype]
     if t is None:
-        return np.empty((0,) * rank, _NUMPY[dtype])
+        return np.empty((0,) * rank, np_dtype)
     if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
-        return np.empty(t.shape, _NUMPY[dtype])
+        return np.empty(t.shape, np_dtype)
     return t.detach().numpy()
+
+
+def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The kernels' option arrays: peepholes ``(3, H)`` (or empty) and the two clips."""
+    opt = buf.options
+    peep = np.empty((0, 0), _NUMPY[dtype])
+    if opt.peephole is not None:
+        peep = torch.stack([w.detach() for w in opt.peephole]).numpy()
+    limits = [np.inf if v is None else v for v in (opt.gate_clip, opt.cell_clip)]
+    return peep, np.array(limits, _NUMPY[dtype])
 
 
 class NumbaEngine:
@@ -69,12 +81,15 @@ class NumbaEngine:
         buf: Buffers,
     ) -> None:
         T, B, _ = xg.shape
+        peep, clips = _options(buf, xg.dtype)
+        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_forward(
                 _np(xg.contiguous(), xg.dtype), _np(w_hh.contiguous(), xg.dtype),
                 _np(None if w_hr is None else w_hr.contiguous(), xg.dtype), _valid(valid),
                 reverse,
                 *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
+                peep, clips, gmasks, cmasks,
             )  # fmt: skip
             return
         around = ForwardSteps(w_hh, w_hr, valid, buf)
@@ -86,7 +101,10 @@ class NumbaEngine:
             prev, nxt = slots(t, reverse)
             hw = around.recurrent.mm(buf.hs[prev], out=scratch).numpy()  # (B, 4H) h W_hh^T
             m = hs[nxt] if ms is None else ms[t]
-            kernels.step_forward(hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m)
+            kernels.step_forward(
+                hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m, peep, clips,
+                _at(gmasks, t), _at(cmasks, t),
+            )  # fmt: skip
             around.finish(t, prev, nxt)
 
     def backward(
@@ -105,12 +123,15 @@ class NumbaEngine:
     ) -> tuple[Tensor, Tensor]:
         T, B, _ = dgates.shape
         dtype = dgates.dtype
+        peep, _ = _options(buf, dtype)
+        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_backward(
                 _np(dys, dtype), _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype),
                 _np(w_hh.contiguous(), dtype),
                 _np(None if w_hr is None else w_hr.contiguous(), dtype), _valid(valid), reverse,
                 *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
+                peep, gmasks, cmasks,
             )  # fmt: skip
             return dh, dc
         around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
@@ -120,10 +141,16 @@ class NumbaEngine:
             dm, dc = around.enter(t, dh, dc)
             dc = dc.contiguous()  # the kernel turns it into dL/dc_{t-1} in place
             kernels.step_backward(
-                dm.contiguous().numpy(), dc.numpy(), acts[t], cs[prev], tanh_cs[t], dg[t]
-            )
+                dm.contiguous().numpy(), dc.numpy(), acts[t], cs[prev], tanh_cs[t], dg[t], peep,
+                _at(gmasks, t), _at(cmasks, t),
+            )  # fmt: skip
             dh, dc = around.leave(dgates[t], dc)
         return dh, dc
+
+
+def _at(masks: np.ndarray, t: int) -> np.ndarray:
+    """Step ``t`` of a (T, B, N) mask array, or the empty "off" marker."""
+    return masks[t] if masks.shape[0] else _NO_VALID
 
 
 def _valid(valid: Tensor | None) -> np.ndarray:

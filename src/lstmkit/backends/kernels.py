@@ -88,18 +88,51 @@ def sigmoid(x):
 
 
 @njit(inline="always", error_model="numpy")
-def forward_row(hw, xg, c_prev, acts, c, tanh_c, m):
-    """One row of one step from ``hw = h_{t-1} W_hh^T`` and ``xg = x_t W_ih^T + b``."""
+def _clip_row(z, limit, clipped):
+    """Clamp ``z`` to ``[-limit, limit]`` in place, recording where it was clamped."""
+    for j in range(z.shape[0]):
+        clipped[j] = abs(z[j]) > limit
+    for j in range(z.shape[0]):
+        z[j] = min(max(z[j], -limit), limit)
+
+
+@njit(inline="always", error_model="numpy")
+def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
+    """One row of one step from ``hw = h_{t-1} W_hh^T`` (overwritten with the
+    pre-activations) and ``xg = x_t W_ih^T + b``. Options: ``peep`` (3, H) = w_ci, w_cf,
+    w_co or (0, 0); ``clips`` = (gate_clip, cell_clip), inf when off; ``gmask`` (4H,),
+    ``cmask`` (H,) receive where a clip acted (empty when that clip is off)."""
     H = c.shape[0]
+    peephole = peep.shape[0] > 0
+    for j in range(4 * H):
+        hw[j] += xg[j]
+    if peephole:  # i, f see c_{t-1}
+        for j in range(H):
+            hw[j] += peep[0, j] * c_prev[j]
+        for j in range(H):
+            hw[H + j] += peep[1, j] * c_prev[j]
+    if gmask.shape[0] > 0:  # o waits for c_t when it has a peephole
+        early = 3 * H if peephole else 4 * H
+        _clip_row(hw[:early], clips[0], gmask[:early])
     for j in range(2 * H):
-        acts[j] = sigmoid(hw[j] + xg[j])  # i, f
+        acts[j] = sigmoid(hw[j])  # i, f
     for j in range(2 * H, 3 * H):
-        acts[j] = tanh(hw[j] + xg[j])  # g
+        acts[j] = tanh(hw[j])  # g
     for j in range(3 * H, 4 * H):
-        acts[j] = sigmoid(hw[j] + xg[j])  # o
+        acts[j] = sigmoid(hw[j])  # o (again below with a peephole)
     i, f, g, o = acts[:H], acts[H : 2 * H], acts[2 * H : 3 * H], acts[3 * H :]
     for j in range(H):
         c[j] = f[j] * c_prev[j] + i[j] * g[j]
+    if cmask.shape[0] > 0:
+        _clip_row(c, clips[1], cmask)
+    if peephole:  # o sees c_t
+        zo = hw[3 * H :]
+        for j in range(H):
+            zo[j] += peep[2, j] * c[j]
+        if gmask.shape[0] > 0:
+            _clip_row(zo, clips[0], gmask[3 * H :])
+        for j in range(H):
+            o[j] = sigmoid(zo[j])
     for j in range(H):
         tanh_c[j] = tanh(c[j])
     for j in range(H):
@@ -107,35 +140,58 @@ def forward_row(hw, xg, c_prev, acts, c, tanh_c, m):
 
 
 @njit(inline="always", error_model="numpy")
-def backward_row(dm, dc, acts, c_prev, tanh_c, dgates):
+def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask):
+    """The derivatives of :func:`forward_row`: ``dc`` enters as dL/dc_t (without the
+    path through h_t) and leaves as dL/dc_{t-1}."""
     H = dc.shape[0]
     u = one(dc[0])
     i, f, g, o = acts[:H], acts[H : 2 * H], acts[2 * H : 3 * H], acts[3 * H :]
     di, df, dg, do = dgates[:H], dgates[H : 2 * H], dgates[2 * H : 3 * H], dgates[3 * H :]
     for j in range(H):
-        dc[j] += dm[j] * o[j] * (u - tanh_c[j] * tanh_c[j])
-    for j in range(H):
         do[j] = dm[j] * tanh_c[j] * o[j] * (u - o[j])
+    if gmask.shape[0] > 0:
+        for j in range(H):
+            do[j] = 0.0 if gmask[3 * H + j] else do[j]
+    for j in range(H):
+        dc[j] += dm[j] * o[j] * (u - tanh_c[j] * tanh_c[j])
+    if peep.shape[0] > 0:  # o saw c_t
+        for j in range(H):
+            dc[j] += do[j] * peep[2, j]
+    if cmask.shape[0] > 0:  # a clamped c_t passes no gradient to its update
+        for j in range(H):
+            dc[j] = 0.0 if cmask[j] else dc[j]
     for j in range(H):
         di[j] = dc[j] * g[j] * i[j] * (u - i[j])
     for j in range(H):
         df[j] = dc[j] * c_prev[j] * f[j] * (u - f[j])
     for j in range(H):
         dg[j] = dc[j] * i[j] * (u - g[j] * g[j])
+    if gmask.shape[0] > 0:
+        for j in range(3 * H):
+            dgates[j] = 0.0 if gmask[j] else dgates[j]
     for j in range(H):
         dc[j] *= f[j]
+    if peep.shape[0] > 0:  # i, f saw c_{t-1}
+        for j in range(H):
+            dc[j] += di[j] * peep[0, j]
+        for j in range(H):
+            dc[j] += df[j] * peep[1, j]
 
 
 @njit(cache=True, error_model="numpy")
-def step_forward(hw, xg, c_prev, acts, c, tanh_c, m):
+def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
     for b in range(hw.shape[0]):
-        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b])
+        gm = gmask[b] if gmask.shape[0] > 0 else gmask.ravel()
+        cm = cmask[b] if cmask.shape[0] > 0 else cmask.ravel()
+        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep, clips, gm, cm)
 
 
 @njit(cache=True, error_model="numpy")
-def step_backward(dm, dc, acts, c_prev, tanh_c, dgates):
+def step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask):
     for b in range(dm.shape[0]):
-        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b])
+        gm = gmask[b] if gmask.shape[0] > 0 else gmask.ravel()
+        cm = cmask[b] if cmask.shape[0] > 0 else cmask.ravel()
+        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b], peep, gm, cm)
 
 
 @njit(inline="always", error_model="numpy")
@@ -164,7 +220,9 @@ FASTMATH = {"reassoc", "contract"}
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
+def sequence_forward(
+    xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks, cmasks
+):
     """The forward time loop. ``cs[first]``, ``hs[first]`` hold c0, h0 on entry
     (first = T if reverse else 0). ``w_hh`` is (4H, P); ``w_hr`` is (P, H), or (0, 0)
     without projection; ``valid`` is (T, B) or (0, 0) when every sequence has length T."""
@@ -185,14 +243,34 @@ def sequence_forward(xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms):
             hw[:] = 0.0
             mat_vec(w_hh, hs[prev, b], hw)
             m = ms[t, b] if project else hs[nxt, b]
-            forward_row(hw, xg[t, b], cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m)
+            gm = gmasks[t, b] if gmasks.shape[0] > 0 else gmasks.ravel()
+            cm = cmasks[t, b] if cmasks.shape[0] > 0 else cmasks.ravel()
+            forward_row(hw, xg[t, b], cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m,
+                        peep, clips, gm, cm)  # fmt: skip
             if project:
                 hs[nxt, b] = 0.0
                 mat_vec(w_hr, m, hs[nxt, b])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sequence_backward(dys, dcs, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs):
+def sequence_backward(
+    dys,
+    dcs,
+    dh,
+    dc,
+    w_hh,
+    w_hr,
+    valid,
+    reverse,
+    acts,
+    cs,
+    tanh_cs,
+    dgates,
+    dhs,
+    peep,
+    gmasks,
+    cmasks,
+):
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
     dL/dh_0, dL/dc_0. ``dcs`` is dL/dc_t (T, B, H), or (0, 0, 0) when the cell states
     are not an output. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``
@@ -222,6 +300,9 @@ def sequence_backward(dys, dcs, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, ta
                 vec_mat(dh_in, w_hr, dm)
             else:
                 dm[:] = dh_in
-            backward_row(dm, dc[b], acts[t, b], cs[prev, b], tanh_cs[t, b], dgates[t, b])
+            gm = gmasks[t, b] if gmasks.shape[0] > 0 else gmasks.ravel()
+            cm = cmasks[t, b] if cmasks.shape[0] > 0 else cmasks.ravel()
+            backward_row(dm, dc[b], acts[t, b], cs[prev, b], tanh_cs[t, b], dgates[t, b],
+                         peep, gm, cm)  # fmt: skip
             dh[b] = 0.0
             vec_mat(dgates[t, b], w_hh, dh[b])

@@ -8,8 +8,11 @@ Two regimes, chosen per call by batch size:
 * larger batches: each step's GEMM runs in torch (:class:`.gemm.StepGemm`) and the whole
   cell (activations, state update, or its derivatives) is one compiled kernel.
 
-float32 uses the vectorised rational ``tanh`` of :mod:`.kernels` (max error 5.1e-7);
-float64 uses libm. CPU only; ``unsupported`` says why a call cannot run here.
+The cell options (peepholes, gate and cell clips) go to the kernels as arrays: the
+peepholes ``(3, H)``, the two clip limits, and buffers where the clips record what they
+clamped (all empty when off). float32 uses the vectorised rational ``tanh`` of
+:mod:`.kernels` (max error 5.1e-7); float64 uses libm. CPU only; ``unsupported`` says why
+a call cannot run here.
 """
 
 from __future__ import annotations

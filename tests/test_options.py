@@ -244,3 +244,27 @@ def test_onnx_operator_peepholes_and_clip(clip: float | None, backend: str) -> N
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h, torch.from_numpy(y_h), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(c, torch.from_numpy(y_c), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_backend_test_vector_with_peepholes(backend: str) -> None:
+    """The ONNX operator's own `with_peepholes` case (onnx/backend/test/case/node/lstm.py,
+    expected output from its LSTMHelper); note its constant weights, which would hide a
+    gate swap, hence the randomized ONNX test above."""
+    lstm_case = pytest.importorskip("onnx.backend.test.case.node.lstm")
+    x = np.array([[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]], np.float32)  # (T=1, B=2, 4)
+    H = 3
+    W = 0.1 * np.ones((1, 4 * H, 4), np.float32)
+    R = 0.1 * np.ones((1, 4 * H, H), np.float32)
+    B = np.zeros((1, 8 * H), np.float32)
+    P = 0.1 * np.ones((1, 3 * H), np.float32)
+    zeros = np.zeros((1, 2, H), np.float32)
+    _, y_h, _ = lstm_case.LSTMHelper(
+        X=x, W=W, R=R, B=B, P=P, initial_c=zeros, initial_h=zeros
+    ).step()
+    lstm = lstmkit.LSTM(4, H, peephole=True, backend=backend)
+    load_onnx(lstm, W, R, B, P)
+    with torch.no_grad():
+        _, (h, _) = lstm(torch.from_numpy(x))
+    torch.testing.assert_close(
+        h, torch.from_numpy(np.asarray(y_h, np.float32)), rtol=1e-5, atol=1e-6
+    )

@@ -78,6 +78,15 @@ def check_clip(name: str, value: object) -> float | None:
     return float(value)
 
 
+def check_probability(name: str, value: object) -> float:
+    """A dropout-like probability in ``[0, 1)``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} should be a number in [0, 1), got: {type(value).__name__}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} should be in [0, 1), got {value}")
+    return float(value)
+
+
 def check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")

@@ -41,6 +41,7 @@ def cell_step(
     peephole: tuple[Tensor, Tensor, Tensor] | None = None,
     gate_clip: float | None = None,
     cell_clip: float | None = None,
+    recurrent_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the projected input.
 
@@ -56,6 +57,8 @@ def cell_step(
         gate_clip: every gate pre-activation clamped to ``[-gate_clip, gate_clip]`` before
             its activation (the ONNX operator's ``clip``).
         cell_clip: ``c_t`` clamped to ``[-cell_clip, cell_clip]`` after the update.
+        recurrent_mask: ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` (variational
+            recurrent dropout, Gal & Ghahramani 2016: the same mask at every step).
 
     Returns:
         ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
@@ -67,7 +70,8 @@ def cell_step(
         >>> h.shape, c.shape
         (torch.Size([3, 5]), torch.Size([3, 5]))
     """
-    gates = torch.addmm(xg, h, weight_hh.t())  # (B, 4H)
+    h_in = h if recurrent_mask is None else h * recurrent_mask
+    gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
     if peephole is not None:
         i = i + peephole[0] * c

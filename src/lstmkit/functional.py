@@ -57,12 +57,21 @@ class LayerWeights(NamedTuple):
     weight_cf: Tensor | None = None
     weight_co: Tensor | None = None
 
-    def options(self, gate_clip: float | None, cell_clip: float | None) -> CellOptions:
-        """The cell options these weights (peepholes) and the clips call for."""
+    def options(
+        self, gate_clip: float | None, cell_clip: float | None,
+        recurrent_mask: Tensor | None = None,
+    ) -> CellOptions:  # fmt: skip
+        """The cell options these weights (peepholes), the clips and a mask call for."""
         peephole = None
         if self.weight_ci is not None:
             peephole = (self.weight_ci, self.weight_cf, self.weight_co)
-        return CellOptions(peephole, gate_clip, cell_clip)
+        return CellOptions(peephole, gate_clip, cell_clip, recurrent_mask)
+
+
+def recurrent_dropout_mask(like: Tensor, batch: int, width: int, p: float) -> Tensor:
+    """A variational recurrent-dropout mask ``(B, P)``: each unit kept with probability
+    ``1 - p`` and scaled by ``1 / (1 - p)``, to be reused at every step of a sequence."""
+    return like.new_empty(batch, width).bernoulli_(1 - p).div_(1 - p)
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -95,6 +104,8 @@ def lstm(
     return_states: bool = False,
     gate_clip: float | None = None,
     cell_clip: float | None = None,
+    recurrent_dropout: float = 0.0,
+    recurrent_masks: Sequence[Tensor | None] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
@@ -111,6 +122,11 @@ def lstm(
         return_states: also return every step's ``h`` and ``c`` (:class:`States`).
         gate_clip, cell_clip: the cell's clips (see :func:`lstmkit.cell.cell_step`);
             peepholes come with the weights (``LayerWeights.weight_ci`` ...).
+        recurrent_dropout: variational recurrent dropout (Gal & Ghahramani 2016): in
+            training, one mask ``(B, P)`` per layer-direction and call multiplies
+            ``h_{t-1}`` before ``W_hh`` at every step (see :func:`recurrent_dropout_mask`).
+        recurrent_masks: ``L*D`` masks (or ``None`` entries) to use instead of sampling,
+            in any mode: randomness as data, e.g. to compare backends under one mask.
 
     Returns:
         ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
@@ -132,7 +148,9 @@ def lstm(
                 [LayerWeights(*(None if t is None else t.to(amp) for t in w)) for w in weights],
                 bidirectional=bidirectional, dropout=dropout, training=training,
                 lengths=lengths, backend=backend, return_states=return_states,
-                gate_clip=gate_clip, cell_clip=cell_clip,
+                gate_clip=gate_clip, cell_clip=cell_clip, recurrent_dropout=recurrent_dropout,
+                recurrent_masks=None if recurrent_masks is None else [
+                    None if m is None else m.to(amp) for m in recurrent_masks],
             )  # fmt: skip
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
@@ -148,7 +166,13 @@ def lstm(
             k = layer * num_directions + direction
             w = weights[k]
             xg = input_projection(x, w)  # (T, B, 4H)
-            options = w.options(gate_clip, cell_clip)
+            if recurrent_masks is not None:
+                mask = recurrent_masks[k]
+            elif training and recurrent_dropout > 0:
+                mask = recurrent_dropout_mask(x, x.shape[1], h0.shape[2], recurrent_dropout)
+            else:
+                mask = None
+            options = w.options(gate_clip, cell_clip, mask)
             run = backends.select(backend, xg, options.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,

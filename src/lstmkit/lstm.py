@@ -14,7 +14,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional, init
-from ._checks import check_bool, check_clip, check_constructor, check_forget_bias
+from ._checks import (
+    check_bool,
+    check_clip,
+    check_constructor,
+    check_forget_bias,
+    check_probability,
+)
 from ._inputs import Sizes, normalize
 from .backends import check_backend_name
 
@@ -78,6 +84,7 @@ class LSTM(nn.Module):
         peephole: bool = False,
         gate_clip: float | None = None,
         cell_clip: float | None = None,
+        recurrent_dropout: float = 0.0,
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -89,6 +96,7 @@ class LSTM(nn.Module):
         self.peephole = peephole
         self.gate_clip = check_clip("gate_clip", gate_clip)
         self.cell_clip = check_clip("cell_clip", cell_clip)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
         self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -219,6 +227,7 @@ class LSTM(nn.Module):
             return_states=return_states,
             gate_clip=self.gate_clip,
             cell_clip=self.cell_clip,
+            recurrent_dropout=self.recurrent_dropout,
         )
         if not return_states:
             return batch.restore(out, state)
@@ -254,6 +263,11 @@ class LSTM(nn.Module):
         if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
             got = f"{x_t.dim()}D" if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"LSTM.step: Expected x_t to be 1D or 2D, got {got} instead")
+        if self.training and self.recurrent_dropout > 0:
+            raise NotImplementedError(
+                "LSTM.step: recurrent_dropout needs one mask kept across a sequence's steps; "
+                "step() does not keep one yet (call the LSTM on the sequence, or use eval())"
+            )
         seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
         batch = normalize(seq, hx, self._sizes(batch_first=False), self.weight_ih_l0)
         out, state = functional.lstm(
@@ -283,7 +297,7 @@ class LSTM(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        for option in ("peephole", "gate_clip", "cell_clip", "forget_bias"):
+        for option in ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "forget_bias"):
             if getattr(self, option):
                 s += f", {option}={getattr(self, option)}"
         if self.backend != "auto":

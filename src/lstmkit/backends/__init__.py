@@ -51,7 +51,7 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or compiled.unsupported(xg)
 
 
-ALL_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip"})
+ALL_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip", "recurrent_mask"})
 
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),

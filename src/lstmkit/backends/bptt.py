@@ -134,8 +134,9 @@ def run(
     inputs = (xg, h0, c0, weight_hh, weight_hr, *peep)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
         return Recurrence.apply(
-            *inputs, lengths, reverse, engine, options.gate_clip, options.cell_clip
-        )
+            *inputs, options.recurrent_mask, lengths, reverse, engine, options.gate_clip,
+            options.cell_clip,
+        )  # fmt: skip
     return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False)[
         0
     ]
@@ -197,6 +198,7 @@ class Recurrence(torch.autograd.Function):
         w_ci: Tensor | None,
         w_cf: Tensor | None,
         w_co: Tensor | None,
+        recurrent_mask: Tensor | None,
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
@@ -204,13 +206,13 @@ class Recurrence(torch.autograd.Function):
         cell_clip: float | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-        options = CellOptions(peephole, gate_clip, cell_clip)
+        options = CellOptions(peephole, gate_clip, cell_clip, recurrent_mask)
         outputs, buf, valid = forward(
             engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options
         )
         ctx.reverse, ctx.engine, ctx.clips = reverse, engine, (gate_clip, cell_clip)
         ctx.save_for_backward(
-            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, lengths, valid,
+            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, recurrent_mask, lengths, valid,
             buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms, buf.gate_clipped, buf.cell_clipped,
         )  # fmt: skip
         return outputs
@@ -222,10 +224,11 @@ class Recurrence(torch.autograd.Function):
     ):  # fmt: skip
         saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return _reference_backward(ctx, saved[:9], (dys, dh_n, dc_n, dcs))
-        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, _, valid = saved[:10]
-        acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped = saved[10:]
-        options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips)
+            return _reference_backward(ctx, saved[:10], (dys, dh_n, dc_n, dcs))
+        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, _, valid = saved[:11]
+        acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped = saved[11:]
+        peephole = None if w_ci is None else (w_ci, w_cf, w_co)
+        options = CellOptions(peephole, *ctx.clips, rmask)
         buf = Buffers(acts, cs, hs, tanh_cs, ms, options, gate_clipped, cell_clipped)
         T, B, G = acts.shape
         H, P = G // 4, hs.shape[2]
@@ -241,6 +244,8 @@ class Recurrence(torch.autograd.Function):
         dweight_hh = dweight_hr = None
         if ctx.needs_input_grad[3]:  # sum_t dgates_t^T h_{t-1}: one GEMM over T*B rows
             h_prev = hs[1:] if ctx.reverse else hs[:-1]
+            if rmask is not None:  # W_hh saw the masked h_{t-1}
+                h_prev = h_prev * rmask
             dweight_hh = dgates.view(T * B, G).t() @ h_prev.reshape(T * B, P)
         if weight_hr is not None and ctx.needs_input_grad[4]:  # sum_t dh_t^T m_t
             dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, H)
@@ -251,14 +256,14 @@ class Recurrence(torch.autograd.Function):
                 (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
                 for k, c in ((0, c_prev), (1, c_prev), (3, c_new))
             )
-        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, None, None, None, None, None)
+        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, None, None, None, None, None, None)
 
 
 def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
     """Gradients that are themselves differentiable, from the reference recurrence."""
-    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, lengths = inputs
+    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, lengths = inputs
     tensors = (xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co)
-    options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips)
+    options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips, rmask)
     wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
     with torch.enable_grad():
         outs = reference.run_recurrence(
@@ -273,7 +278,7 @@ def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
             create_graph=True,
             allow_unused=True,
         )
-    result: list[Tensor | None] = [None] * 13
+    result: list[Tensor | None] = [None] * 14
     for k, grad in zip(wanted, got):
         result[k] = grad
     return tuple(result)

@@ -92,7 +92,7 @@ class NumbaEngine:
                 _np(None if w_hr is None else w_hr.contiguous(), xg.dtype), _valid(valid),
                 reverse,
                 *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
-                peep, clips, gmasks, cmasks,
+                peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, xg.dtype),
             )  # fmt: skip
             return
         around = ForwardSteps(w_hh, w_hr, valid, buf)
@@ -102,7 +102,7 @@ class NumbaEngine:
         xgs = xg.detach().numpy()
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
-            hw = around.recurrent.mm(buf.hs[prev], out=scratch).numpy()  # (B, 4H) h W_hh^T
+            hw = around.recurrent.mm(around.h_in(prev), out=scratch).numpy()  # (B, 4H) h W_hh^T
             m = hs[nxt] if ms is None else ms[t]
             kernels.step_forward(
                 hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m, peep, clips,
@@ -134,10 +134,10 @@ class NumbaEngine:
                 _np(w_hh.contiguous(), dtype),
                 _np(None if w_hr is None else w_hr.contiguous(), dtype), _valid(valid), reverse,
                 *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
-                peep, gmasks, cmasks,
+                peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype),
             )  # fmt: skip
             return dh, dc
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, buf.options.recurrent_mask)
         acts, cs, tanh_cs, dg = (x.numpy() for x in (buf.acts, buf.cs, buf.tanh_cs, dgates))
         for t in steps(T, reverse, backward=True):
             prev, _ = slots(t, reverse)

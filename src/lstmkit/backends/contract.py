@@ -36,18 +36,20 @@ class CellOptions:
     """The cell's options beyond torch's LSTM, all off by default (see :func:`cell_step`).
 
     ``peephole``: ``(w_ci, w_cf, w_co)``, each ``(H,)``; ``gate_clip``: clamp every gate
-    pre-activation; ``cell_clip``: clamp ``c_t`` after the update.
+    pre-activation; ``cell_clip``: clamp ``c_t`` after the update; ``recurrent_mask``:
+    ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` at every step (variational
+    recurrent dropout: sampled once per sequence, data like any input).
     """
 
     peephole: tuple[Tensor, Tensor, Tensor] | None = None
     gate_clip: float | None = None
     cell_clip: float | None = None
+    recurrent_mask: Tensor | None = None
 
     def used(self) -> tuple[str, ...]:
         """The names of the options that are on."""
-        return tuple(
-            n for n in ("peephole", "gate_clip", "cell_clip") if getattr(self, n) is not None
-        )
+        names = ("peephole", "gate_clip", "cell_clip", "recurrent_mask")
+        return tuple(n for n in names if getattr(self, n) is not None)
 
 
 PLAIN = CellOptions()

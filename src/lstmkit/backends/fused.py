@@ -40,7 +40,7 @@ class TorchEngine:
         early = G if opt.peephole is None else 3 * H
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
-            gates = around.recurrent.addmm(xg[t], h_s[prev], out=scratch)  # (B, 4H)
+            gates = around.recurrent.addmm(xg[t], around.h_in(prev), out=scratch)  # (B, 4H)
             if opt.peephole is not None:  # i, f see c_{t-1}
                 gates[:, :H].addcmul_(opt.peephole[0], c_s[prev])
                 gates[:, H : 2 * H].addcmul_(opt.peephole[1], c_s[prev])
@@ -93,7 +93,7 @@ class TorchEngine:
             dgate_of_dc = dgate_of_dc * kept[..., : 3 * H].view(T, B, 3, H)
             dgate_of_dm = dgate_of_dm * kept[..., 3 * H :]
         c_kept = None if opt.cell_clip is None else (~buf.cell_clipped).to(dc.dtype)
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs)
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, buf.options.recurrent_mask)
         dg_t, f_t = dgates.unbind(0), f.unbind(0)
         for t in steps(T, reverse, backward=True):
             dm, dc = around.enter(t, dh, dc)

@@ -223,7 +223,21 @@ FASTMATH = {"reassoc", "contract"}
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def sequence_forward(
-    xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks, cmasks
+    xg,
+    w_hh,
+    w_hr,
+    valid,
+    reverse,
+    acts,
+    cs,
+    hs,
+    tanh_cs,
+    ms,
+    peep,
+    clips,
+    gmasks,
+    cmasks,
+    rmask,
 ):
     """The forward time loop. ``cs[first]``, ``hs[first]`` hold c0, h0 on entry
     (first = T if reverse else 0). ``w_hh`` is (4H, P); ``w_hr`` is (P, H), or (0, 0)
@@ -232,6 +246,7 @@ def sequence_forward(
     project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
     hw = np.empty(xg.shape[2], xg.dtype)
+    h_in = np.empty(hs.shape[2], xg.dtype)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, nxt = (t + 1, t) if reverse else (t, t + 1)
@@ -243,7 +258,11 @@ def sequence_forward(
                     ms[t, b] = 0.0  # read by dW_hr = sum dh^T m (with dh = 0 here)
                 continue
             hw[:] = 0.0
-            mat_vec(w_hh, hs[prev, b], hw)
+            if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h_{t-1}
+                h_in[:] = hs[prev, b] * rmask[b]
+                mat_vec(w_hh, h_in, hw)
+            else:
+                mat_vec(w_hh, hs[prev, b], hw)
             m = ms[t, b] if project else hs[nxt, b]
             gm = gmasks[t, b] if gmasks.shape[0] > 0 else gmasks.ravel()
             cm = cmasks[t, b] if cmasks.shape[0] > 0 else cmasks.ravel()
@@ -272,6 +291,7 @@ def sequence_backward(
     peep,
     gmasks,
     cmasks,
+    rmask,
 ):
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
     dL/dh_0, dL/dc_0. ``dcs`` is dL/dc_t (T, B, H), or (0, 0, 0) when the cell states
@@ -308,3 +328,5 @@ def sequence_backward(
                          peep, gm, cm)  # fmt: skip
             dh[b] = 0.0
             vec_mat(dgates[t, b], w_hh, dh[b])
+            if rmask.shape[0] > 0:  # W_hh saw the masked h_{t-1}
+                dh[b] *= rmask[b]

@@ -39,6 +39,7 @@ def run_recurrence(
         h_new, c_new = cell_step(
             xs[t], h, c, weight_hh, weight_hr, peephole=options.peephole,
             gate_clip=options.gate_clip, cell_clip=options.cell_clip,
+            recurrent_mask=options.recurrent_mask,
         )  # fmt: skip
         if valid is None:
             h, c = h_new, c_new

@@ -24,6 +24,12 @@ class ForwardSteps:
         self.project = StepGemm(w_hr, batch) if w_hr is not None else None  # m_t W_hr^T
         self.valid, self.buf = valid, buf
 
+    def h_in(self, prev: int) -> Tensor:
+        """``h_{t-1}`` as the recurrent product sees it (masked by recurrent dropout)."""
+        mask = self.buf.options.recurrent_mask
+        h = self.buf.hs[prev]
+        return h if mask is None else h * mask
+
     def finish(self, t: int, prev: int, nxt: int) -> None:
         """After the cell wrote step ``t``'s ``m`` (or ``h``): project it into ``h``, and
         let ended sequences keep their state."""
@@ -42,12 +48,13 @@ class BackwardSteps:
 
     def __init__(
         self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, dys: Tensor,
-        dcs: Tensor | None, dhs: Tensor | None,
+        dcs: Tensor | None, dhs: Tensor | None, recurrent_mask: Tensor | None = None,
     ) -> None:  # fmt: skip
         batch = dys.shape[1]
         self.recurrent_t = StepGemm(w_hh.t(), batch)  # dgates W_hh
         self.project_t = StepGemm(w_hr.t(), batch) if w_hr is not None else None  # dh W_hr
         self.valid, self.dys, self.dcs, self.dhs = valid, dys, dcs, dhs
+        self.recurrent_mask = recurrent_mask
         self.passing: tuple[Tensor, Tensor] | None = None
 
     def enter(self, t: int, dh: Tensor, dc: Tensor) -> tuple[Tensor, Tensor]:
@@ -73,6 +80,8 @@ class BackwardSteps:
         dh = self.recurrent_t.mm(
             dgates, out=dgates.new_empty(dgates.shape[0], self.recurrent_t.weight_rows)
         )
+        if self.recurrent_mask is not None:  # W_hh saw the masked h_{t-1}
+            dh = dh * self.recurrent_mask
         if self.passing is not None:
             dh, dc = dh + self.passing[0], dc + self.passing[1]
         return dh, dc

@@ -112,3 +112,9 @@ def test_torch_export_with_a_dynamic_batch() -> None:
     torch.testing.assert_close(out, ref_out)
     torch.testing.assert_close(h, ref_h)
     torch.testing.assert_close(c, ref_c)
+
+
+def test_to_torch_refuses_options_nn_lstm_lacks() -> None:
+    with pytest.raises(ValueError, match="nn.LSTM has no peephole, gate_clip"):
+        lstmkit.LSTM(3, 4, peephole=True, gate_clip=1.0).to_torch()
+    assert isinstance(lstmkit.LSTM(3, 4, forget_bias=1.0).to_torch(), nn.LSTM)

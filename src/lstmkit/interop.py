@@ -81,7 +81,12 @@ def from_torch(lstm: nn.LSTM, *, backend: str = "auto") -> LSTM:
 def to_torch(lstm: LSTM) -> nn.LSTM:
     """PyTorch's own ``nn.LSTM`` with ``lstm``'s configuration, device, dtype, weights and
     mode (lstmkit-only settings such as ``backend`` or ``forget_bias`` have no place there;
-    the forget bias is already in the weights)."""
+    the forget bias is already in the weights). Cell options nn.LSTM cannot express are
+    refused rather than dropped."""
+    extra = [o for o in ("peephole", "gate_clip", "cell_clip", "recurrent_dropout")
+             if getattr(lstm, o)]  # fmt: skip
+    if extra:
+        raise ValueError(f"to_torch: nn.LSTM has no {', '.join(extra)}; this LSTM uses them")
     weight = lstm.weight_ih_l0
     theirs = nn.LSTM(
         lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bias, lstm.batch_first,

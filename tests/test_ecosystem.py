@@ -115,6 +115,6 @@ def test_torch_export_with_a_dynamic_batch() -> None:
 
 
 def test_to_torch_refuses_options_nn_lstm_lacks() -> None:
-    with pytest.raises(ValueError, match="nn.LSTM has no peephole, gate_clip"):
+    with pytest.raises(ValueError, match=r"nn\.LSTM has no peephole, gate_clip"):
         lstmkit.LSTM(3, 4, peephole=True, gate_clip=1.0).to_torch()
     assert isinstance(lstmkit.LSTM(3, 4, forget_bias=1.0).to_torch(), nn.LSTM)

@@ -87,6 +87,14 @@ def check_probability(name: str, value: object) -> float:
     return float(value)
 
 
+def check_zoneout(value: object) -> tuple[float, float]:
+    """``zoneout``: one rate for h and c, or a pair ``(p_h, p_c)``, each in ``[0, 1)``."""
+    pair = value if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"zoneout should be a rate or a pair (p_h, p_c), got {value!r}")
+    return check_probability("zoneout", pair[0]), check_probability("zoneout", pair[1])
+
+
 def check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")

@@ -42,6 +42,7 @@ def cell_step(
     gate_clip: float | None = None,
     cell_clip: float | None = None,
     recurrent_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the projected input.
 
@@ -59,6 +60,9 @@ def cell_step(
         cell_clip: ``c_t`` clamped to ``[-cell_clip, cell_clip]`` after the update.
         recurrent_mask: ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` (variational
             recurrent dropout, Gal & Ghahramani 2016: the same mask at every step).
+        zoneout: ``(k_h, k_c)``, ``(B, P)`` and ``(B, H)`` (Krueger et al. 2017): each unit
+            keeps its previous value by weight ``k``: ``h_t = k_h h_{t-1} + (1-k_h) h'``
+            (likewise ``c``); ``k`` in {0, 1} in training, the zoneout rate in eval.
 
     Returns:
         ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
@@ -70,6 +74,7 @@ def cell_step(
         >>> h.shape, c.shape
         (torch.Size([3, 5]), torch.Size([3, 5]))
     """
+    h_prev, c_prev = h, c
     h_in = h if recurrent_mask is None else h * recurrent_mask
     gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
@@ -92,4 +97,7 @@ def cell_step(
     h = o * torch.tanh(c)
     if weight_hr is not None:
         h = h @ weight_hr.t()  # (B, P)
+    if zoneout is not None:
+        h = torch.lerp(h, h_prev, zoneout[0])
+        c = torch.lerp(c, c_prev, zoneout[1])
     return h, c

@@ -59,13 +59,29 @@ class LayerWeights(NamedTuple):
 
     def options(
         self, gate_clip: float | None, cell_clip: float | None,
-        recurrent_mask: Tensor | None = None,
+        recurrent_mask: Tensor | None = None, zoneout: tuple[Tensor, Tensor] | None = None,
     ) -> CellOptions:  # fmt: skip
-        """The cell options these weights (peepholes), the clips and a mask call for."""
+        """The cell options these weights (peepholes), the clips and masks call for."""
         peephole = None
         if self.weight_ci is not None:
             peephole = (self.weight_ci, self.weight_cf, self.weight_co)
-        return CellOptions(peephole, gate_clip, cell_clip, recurrent_mask)
+        return CellOptions(peephole, gate_clip, cell_clip, recurrent_mask, zoneout)
+
+
+def zoneout_masks(
+    like: Tensor, steps: int, batch: int, widths: tuple[int, int], rates: tuple[float, float],
+    training: bool,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Zoneout's keep weights ``(T, B, P)`` and ``(T, B, H)`` (Krueger et al. 2017): in
+    training each unit keeps its previous value with probability ``rate`` (a fresh
+    Bernoulli mask per step); in eval every unit mixes by the rate itself."""
+    masks = []
+    for width, rate in zip(widths, rates):
+        if training:
+            masks.append(like.new_empty(steps, batch, width).bernoulli_(rate))
+        else:
+            masks.append(like.new_full((1, 1, 1), rate).expand(steps, batch, width))
+    return masks[0], masks[1]
 
 
 def recurrent_dropout_mask(like: Tensor, batch: int, width: int, p: float) -> Tensor:
@@ -106,6 +122,8 @@ def lstm(
     cell_clip: float | None = None,
     recurrent_dropout: float = 0.0,
     recurrent_masks: Sequence[Tensor | None] | None = None,
+    zoneout: tuple[float, float] = (0.0, 0.0),
+    zoneout_keep: Sequence[tuple[Tensor, Tensor] | None] | None = None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
@@ -127,6 +145,8 @@ def lstm(
             ``h_{t-1}`` before ``W_hh`` at every step (see :func:`recurrent_dropout_mask`).
         recurrent_masks: ``L*D`` masks (or ``None`` entries) to use instead of sampling,
             in any mode: randomness as data, e.g. to compare backends under one mask.
+        zoneout: ``(p_h, p_c)`` zoneout rates (see :func:`zoneout_masks`).
+        zoneout_keep: ``L*D`` pairs of keep weights to use instead of sampling.
 
     Returns:
         ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
@@ -151,6 +171,9 @@ def lstm(
                 gate_clip=gate_clip, cell_clip=cell_clip, recurrent_dropout=recurrent_dropout,
                 recurrent_masks=None if recurrent_masks is None else [
                     None if m is None else m.to(amp) for m in recurrent_masks],
+                zoneout=zoneout, zoneout_keep=None if zoneout_keep is None else [
+                    None if z is None else (z[0].to(amp), z[1].to(amp))
+                    for z in zoneout_keep],
             )  # fmt: skip
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
@@ -172,7 +195,14 @@ def lstm(
                 mask = recurrent_dropout_mask(x, x.shape[1], h0.shape[2], recurrent_dropout)
             else:
                 mask = None
-            options = w.options(gate_clip, cell_clip, mask)
+            if zoneout_keep is not None:
+                keep = zoneout_keep[k]
+            elif zoneout != (0.0, 0.0):
+                keep = zoneout_masks(x, x.shape[0], x.shape[1], (h0.shape[2], c0.shape[2]),
+                                     zoneout, training)  # fmt: skip
+            else:
+                keep = None
+            options = w.options(gate_clip, cell_clip, mask, keep)
             run = backends.select(backend, xg, options.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,

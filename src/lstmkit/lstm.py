@@ -20,6 +20,7 @@ from ._checks import (
     check_constructor,
     check_forget_bias,
     check_probability,
+    check_zoneout,
 )
 from ._inputs import Sizes, normalize
 from .backends import check_backend_name
@@ -85,6 +86,7 @@ class LSTM(nn.Module):
         gate_clip: float | None = None,
         cell_clip: float | None = None,
         recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -97,6 +99,8 @@ class LSTM(nn.Module):
         self.gate_clip = check_clip("gate_clip", gate_clip)
         self.cell_clip = check_clip("cell_clip", cell_clip)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self._zoneout = check_zoneout(zoneout)
+        self.zoneout = zoneout
         self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -228,6 +232,7 @@ class LSTM(nn.Module):
             gate_clip=self.gate_clip,
             cell_clip=self.cell_clip,
             recurrent_dropout=self.recurrent_dropout,
+            zoneout=self._zoneout,
         )
         if not return_states:
             return batch.restore(out, state)
@@ -279,6 +284,7 @@ class LSTM(nn.Module):
             backend=self.backend,
             gate_clip=self.gate_clip,
             cell_clip=self.cell_clip,
+            zoneout=self._zoneout,
         )
         y, state = batch.restore(out, state)
         return y[0], state
@@ -297,7 +303,9 @@ class LSTM(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        for option in ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "forget_bias"):
+        options = ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "zoneout",
+                   "forget_bias")  # fmt: skip
+        for option in options:
             if getattr(self, option):
                 s += f", {option}={getattr(self, option)}"
         if self.backend != "auto":

@@ -51,12 +51,15 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or compiled.unsupported(xg)
 
 
-ALL_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip", "recurrent_mask"})
+COMPILED_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip", "recurrent_mask"})
+ALL_OPTIONS = COMPILED_OPTIONS | {"zoneout"}
 
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),
     "fused": Backend("fused", fused.run_recurrence, _untransformed, ALL_OPTIONS),
-    "compiled": Backend("compiled", compiled.run_recurrence, _compiled_unsupported, ALL_OPTIONS),
+    "compiled": Backend(
+        "compiled", compiled.run_recurrence, _compiled_unsupported, COMPILED_OPTIONS
+    ),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.

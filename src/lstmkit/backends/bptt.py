@@ -50,6 +50,7 @@ class Buffers:
     options: CellOptions = PLAIN  # the cell's options (peephole weights, clips)
     gate_clipped: Tensor | None = None  # (T, B, 4H) bool: pre-activation clamped
     cell_clipped: Tensor | None = None  # (T, B, H) bool: c_t clamped
+    c_new: Tensor | None = None  # (T, B, H) the cell's c_t before zoneout mixes it
 
 
 class Engine(Protocol):
@@ -133,9 +134,10 @@ def run(
     peep = options.peephole or (None, None, None)
     inputs = (xg, h0, c0, weight_hh, weight_hr, *peep)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        zoneout = options.zoneout or (None, None)
         return Recurrence.apply(
-            *inputs, options.recurrent_mask, lengths, reverse, engine, options.gate_clip,
-            options.cell_clip,
+            *inputs, options.recurrent_mask, *zoneout, lengths, reverse, engine,
+            options.gate_clip, options.cell_clip,
         )  # fmt: skip
     return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False)[
         0
@@ -175,6 +177,8 @@ def forward(
         buf.gate_clipped = xg.new_empty(steps_kept, B, G, dtype=torch.bool).expand(T, B, G)
     if options.cell_clip is not None:
         buf.cell_clipped = xg.new_empty(steps_kept, B, H, dtype=torch.bool).expand(T, B, H)
+    if options.zoneout is not None:
+        buf.c_new = xg.new_empty(steps_kept, B, H).expand(T, B, H)
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0
     engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
@@ -199,6 +203,8 @@ class Recurrence(torch.autograd.Function):
         w_cf: Tensor | None,
         w_co: Tensor | None,
         recurrent_mask: Tensor | None,
+        keep_h: Tensor | None,
+        keep_c: Tensor | None,
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
@@ -206,14 +212,16 @@ class Recurrence(torch.autograd.Function):
         cell_clip: float | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-        options = CellOptions(peephole, gate_clip, cell_clip, recurrent_mask)
+        zoneout = None if keep_h is None else (keep_h, keep_c)
+        options = CellOptions(peephole, gate_clip, cell_clip, recurrent_mask, zoneout)
         outputs, buf, valid = forward(
             engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options
         )
         ctx.reverse, ctx.engine, ctx.clips = reverse, engine, (gate_clip, cell_clip)
         ctx.save_for_backward(
-            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, recurrent_mask, lengths, valid,
-            buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms, buf.gate_clipped, buf.cell_clipped,
+            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, recurrent_mask, keep_h, keep_c,
+            lengths, valid, buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms, buf.gate_clipped,
+            buf.cell_clipped, buf.c_new,
         )  # fmt: skip
         return outputs
 
@@ -224,12 +232,13 @@ class Recurrence(torch.autograd.Function):
     ):  # fmt: skip
         saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return _reference_backward(ctx, saved[:10], (dys, dh_n, dc_n, dcs))
-        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, _, valid = saved[:11]
-        acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped = saved[11:]
+            return _reference_backward(ctx, saved[:12], (dys, dh_n, dc_n, dcs))
+        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, keep_h, keep_c = saved[:11]
+        valid, acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped, c_new = saved[12:]
         peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-        options = CellOptions(peephole, *ctx.clips, rmask)
-        buf = Buffers(acts, cs, hs, tanh_cs, ms, options, gate_clipped, cell_clipped)
+        zoneout = None if keep_h is None else (keep_h, keep_c)
+        options = CellOptions(peephole, *ctx.clips, rmask, zoneout)
+        buf = Buffers(acts, cs, hs, tanh_cs, ms, options, gate_clipped, cell_clipped, c_new)
         T, B, G = acts.shape
         H, P = G // 4, hs.shape[2]
         dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
@@ -251,19 +260,22 @@ class Recurrence(torch.autograd.Function):
             dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, H)
         dpeep: tuple[Tensor | None, ...] = (None, None, None)
         if w_ci is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
-            c_prev, c_new = (cs[1:], cs[:-1]) if ctx.reverse else (cs[:-1], cs[1:])
+            c_prev, c_out = (cs[1:], cs[:-1]) if ctx.reverse else (cs[:-1], cs[1:])
+            c_cell = c_out if c_new is None else c_new  # o saw the cell's c_t
             dpeep = tuple(
                 (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
-                for k, c in ((0, c_prev), (1, c_prev), (3, c_new))
+                for k, c in ((0, c_prev), (1, c_prev), (3, c_cell))
             )
-        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, None, None, None, None, None, None)
+        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, *[None] * 8)
 
 
 def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
     """Gradients that are themselves differentiable, from the reference recurrence."""
-    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, lengths = inputs
+    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, keep_h, keep_c, lengths = inputs
     tensors = (xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co)
-    options = CellOptions(None if w_ci is None else (w_ci, w_cf, w_co), *ctx.clips, rmask)
+    peephole = None if w_ci is None else (w_ci, w_cf, w_co)
+    zoneout = None if keep_h is None else (keep_h, keep_c)
+    options = CellOptions(peephole, *ctx.clips, rmask, zoneout)
     wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
     with torch.enable_grad():
         outs = reference.run_recurrence(
@@ -278,7 +290,7 @@ def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
             create_graph=True,
             allow_unused=True,
         )
-    result: list[Tensor | None] = [None] * 14
+    result: list[Tensor | None] = [None] * 16
     for k, grad in zip(wanted, got):
         result[k] = grad
     return tuple(result)

@@ -38,17 +38,20 @@ class CellOptions:
     ``peephole``: ``(w_ci, w_cf, w_co)``, each ``(H,)``; ``gate_clip``: clamp every gate
     pre-activation; ``cell_clip``: clamp ``c_t`` after the update; ``recurrent_mask``:
     ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` at every step (variational
-    recurrent dropout: sampled once per sequence, data like any input).
+    recurrent dropout: sampled once per sequence, data like any input); ``zoneout``:
+    ``(k_h, k_c)`` of shapes ``(T, B, P)``, ``(T, B, H)``: ``h_t = k_h h_{t-1} + (1-k_h)
+    h_new`` (and c), k in {0, 1} in training (Krueger et al. 2017), the rate in eval.
     """
 
     peephole: tuple[Tensor, Tensor, Tensor] | None = None
     gate_clip: float | None = None
     cell_clip: float | None = None
     recurrent_mask: Tensor | None = None
+    zoneout: tuple[Tensor, Tensor] | None = None
 
     def used(self) -> tuple[str, ...]:
         """The names of the options that are on."""
-        names = ("peephole", "gate_clip", "cell_clip", "recurrent_mask")
+        names = ("peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout")
         return tuple(n for n in names if getattr(self, n) is not None)
 
 

@@ -31,13 +31,18 @@ class ForwardSteps:
         return h if mask is None else h * mask
 
     def finish(self, t: int, prev: int, nxt: int) -> None:
-        """After the cell wrote step ``t``'s ``m`` (or ``h``): project it into ``h``, and
-        let ended sequences keep their state."""
+        """After the cell wrote step ``t``'s ``m`` (or ``h``): project it into ``h``, mix
+        in the previous state by zoneout, and let ended sequences keep their state."""
         buf = self.buf
         if self.project is not None:
             h = self.project.mm(buf.ms[t], out=buf.hs[nxt])
             if h is not buf.hs[nxt]:
                 buf.hs[nxt].copy_(h)
+        if buf.options.zoneout is not None:  # h_t = k h_{t-1} + (1 - k) h_new, likewise c
+            keep_h, keep_c = buf.options.zoneout
+            buf.c_new[t].copy_(buf.cs[nxt])
+            buf.hs[nxt].lerp_(buf.hs[prev], keep_h[t])
+            buf.cs[nxt].lerp_(buf.cs[prev], keep_c[t])
         if self.valid is not None:
             torch.where(self.valid[t], buf.hs[nxt], buf.hs[prev], out=buf.hs[nxt])
             torch.where(self.valid[t], buf.cs[nxt], buf.cs[prev], out=buf.cs[nxt])
@@ -49,13 +54,15 @@ class BackwardSteps:
     def __init__(
         self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, dys: Tensor,
         dcs: Tensor | None, dhs: Tensor | None, recurrent_mask: Tensor | None = None,
+        zoneout: tuple[Tensor, Tensor] | None = None,
     ) -> None:  # fmt: skip
         batch = dys.shape[1]
         self.recurrent_t = StepGemm(w_hh.t(), batch)  # dgates W_hh
         self.project_t = StepGemm(w_hr.t(), batch) if w_hr is not None else None  # dh W_hr
         self.valid, self.dys, self.dcs, self.dhs = valid, dys, dcs, dhs
-        self.recurrent_mask = recurrent_mask
+        self.recurrent_mask, self.zoneout = recurrent_mask, zoneout
         self.passing: tuple[Tensor, Tensor] | None = None
+        self.keeping: tuple[Tensor, Tensor] | None = None
 
     def enter(self, t: int, dh: Tensor, dc: Tensor) -> tuple[Tensor, Tensor]:
         """``(dm, dc)`` for step ``t`` from the gradients ``dh``, ``dc`` of its output
@@ -69,6 +76,10 @@ class BackwardSteps:
             self.passing = dh.masked_fill(v, 0.0), dc.masked_fill(v, 0.0)
             dh = (dh + self.dys[t]).masked_fill(~v, 0.0)
             dc = dc_out.masked_fill(~v, 0.0)
+        if self.zoneout is not None:  # the kept share goes straight to the previous state
+            keep_h, keep_c = self.zoneout[0][t], self.zoneout[1][t]
+            self.keeping = dh * keep_h, dc * keep_c
+            dh, dc = dh - self.keeping[0], dc - self.keeping[1]
         if self.project_t is None:
             return dh, dc
         self.dhs[t] = dh
@@ -84,4 +95,6 @@ class BackwardSteps:
             dh = dh * self.recurrent_mask
         if self.passing is not None:
             dh, dc = dh + self.passing[0], dc + self.passing[1]
+        if self.keeping is not None:
+            dh, dc = dh + self.keeping[0], dc + self.keeping[1]
         return dh, dc

@@ -109,6 +109,7 @@ OPTIONS: dict[str, dict[str, object]] = {
     "gate_clip": {"gate_clip": 3.0},
     "cell_clip": {"cell_clip": 10.0},
     "recurrent_dropout": {"recurrent_dropout": 0.25},  # modules time in training mode
+    "zoneout": {"zoneout": 0.1},
 }
 
 

@@ -106,5 +106,7 @@ def test_export_peepholes_and_gate_clip_to_the_operator(options: dict) -> None:
 def test_options_without_an_operator_equivalent_are_refused() -> None:
     with pytest.raises(NotImplementedError, match="cell_clip has no ONNX LSTM equivalent"):
         to_model(lstmkit.LSTM(3, 4, cell_clip=1.0))
+    with pytest.raises(NotImplementedError, match="zoneout has no ONNX LSTM equivalent"):
+        to_model(lstmkit.LSTM(3, 4, zoneout=0.1))
     with pytest.raises(NotImplementedError, match="together with proj_size"):
         to_model(lstmkit.LSTM(3, 4, proj_size=2, peephole=True))

@@ -83,8 +83,8 @@ def to_torch(lstm: LSTM) -> nn.LSTM:
     mode (lstmkit-only settings such as ``backend`` or ``forget_bias`` have no place there;
     the forget bias is already in the weights). Cell options nn.LSTM cannot express are
     refused rather than dropped."""
-    extra = [o for o in ("peephole", "gate_clip", "cell_clip", "recurrent_dropout")
-             if getattr(lstm, o)]  # fmt: skip
+    options = ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "zoneout")
+    extra = [o for o in options if getattr(lstm, o)]
     if extra:
         raise ValueError(f"to_torch: nn.LSTM has no {', '.join(extra)}; this LSTM uses them")
     weight = lstm.weight_ih_l0

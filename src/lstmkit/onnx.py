@@ -68,6 +68,8 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
 
     if lstm.cell_clip is not None:
         raise NotImplementedError("lstmkit.onnx: cell_clip has no ONNX LSTM equivalent yet")
+    if lstm.zoneout:  # eval-mode zoneout mixes states: not the operator's recurrence
+        raise NotImplementedError("lstmkit.onnx: zoneout has no ONNX LSTM equivalent yet")
     if lstm.proj_size and (lstm.peephole or lstm.gate_clip is not None):
         raise NotImplementedError(
             "lstmkit.onnx: peephole or gate_clip together with proj_size is not exported yet"

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from onnx_node import onnx_lstm
 
 import lstmkit
 from lstmkit.interop import load_haste, load_keras, load_onnx
@@ -36,45 +37,10 @@ def test_keras_lstm_outputs() -> None:
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
-def onnx_lstm_node_outputs(x, W, R_, B):
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-    from onnx.reference import ReferenceEvaluator
-
-    D, G, _ = W.shape
-    node = helper.make_node(
-        "LSTM",
-        ["X", "W", "R", "B"],
-        ["Y", "Y_h", "Y_c"],
-        hidden_size=G // 4,
-        direction="bidirectional" if D == 2 else "forward",
-    )
-    f = TensorProto.FLOAT
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [
-            helper.make_tensor_value_info(n, f, list(v.shape))
-            for n, v in (("X", x), ("W", W), ("R", R_), ("B", B))
-        ],
-        [
-            helper.make_tensor_value_info(n, f, shape)
-            for n, shape in (
-                ("Y", [x.shape[0], D, x.shape[1], G // 4]),
-                ("Y_h", [D, x.shape[1], G // 4]),
-                ("Y_c", [D, x.shape[1], G // 4]),
-            )
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    onnx.checker.check_model(model)
-    return ReferenceEvaluator(model).run(None, {"X": x, "W": W, "R": R_, "B": B})
-
-
 def test_onnx_lstm_node_outputs() -> None:
     I, H, B, T, D = 3, 4, 2, 5, 2
     x, W, R_, Bias = rand(T, B, I), rand(D, 4 * H, I), rand(D, 4 * H, H), rand(D, 8 * H)
-    y, y_h, y_c = onnx_lstm_node_outputs(x, W, R_, Bias)  # Y: (T, D, B, H)
+    y, y_h, y_c = onnx_lstm(x, W, R_, Bias)  # Y: (T, D, B, H)
     lstm = lstmkit.LSTM(I, H, bidirectional=True)
     load_onnx(lstm, W, R_, Bias)
     with torch.no_grad():

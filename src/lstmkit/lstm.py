@@ -59,6 +59,9 @@ class LSTM(nn.Module):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         proj_size, device, dtype: as in PyTorch's ``nn.LSTM``.
+        peephole, gate_clip, cell_clip, recurrent_dropout, zoneout, forget_bias:
+            keyword-only cell options, all off by default (equations in
+            :func:`lstmkit.cell.cell_step` and the README's options table).
         backend: keyword-only; which recurrence backend runs the time loop
             (``"auto"`` picks the fastest that supports the call).
 

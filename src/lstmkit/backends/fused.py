@@ -93,8 +93,7 @@ class TorchEngine:
             dgate_of_dc = dgate_of_dc * kept[..., : 3 * H].view(T, B, 3, H)
             dgate_of_dm = dgate_of_dm * kept[..., 3 * H :]
         c_kept = None if opt.cell_clip is None else (~buf.cell_clipped).to(dc.dtype)
-        opts = buf.options
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, opts.recurrent_mask, opts.zoneout)
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, opt.recurrent_mask, opt.zoneout)
         dg_t, f_t = dgates.unbind(0), f.unbind(0)
         for t in steps(T, reverse, backward=True):
             dm, dc = around.enter(t, dh, dc)

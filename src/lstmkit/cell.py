@@ -18,7 +18,13 @@ Equations, gates in torch's order ``i, f, g, o``::
 
 Options, each a guarded line or two below and off by default: peepholes (``i`` and ``f``
 see ``c_{t-1}``, ``o`` sees ``c_t``), ``gate_clip`` (pre-activations clamped),
-``cell_clip`` (``c_t`` clamped).
+``cell_clip`` (``c_t`` clamped), recurrent dropout, zoneout, other activations
+(:mod:`lstmkit.activations`), and layer normalisation (Ba et al. 2016, as haste's
+``LayerNormLSTM``; ``LN(z) = (z - mean(z)) / sqrt(var(z) + 1e-5)`` over the last axis)::
+
+    gates = LN(x_t W_ih^T) * g_ih + b_ih + b_hh  +  LN(h_{t-1} W_hh^T) * g_hh
+    c_t   = f * c_{t-1} + i * g                                # the raw c_t is carried
+    h_t   = o * tanh(LN(c_t) * g_c + beta_c)
 
 The input part ``x_t W_ih^T + b_ih + b_hh`` is computed for all time steps at once,
 outside the time loop (:func:`lstmkit.functional.input_projection`); the cell receives
@@ -28,7 +34,18 @@ it as ``xg``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS
+
+#: The epsilon of every layer normalisation (haste's and torch's default).
+LN_EPS = 1e-5
+
+
+def layer_normalized(z: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``LN(z) * weight (+ bias)`` over the last axis, biased variance, eps ``1e-5``."""
+    return F.layer_norm(z, z.shape[-1:], weight, bias, LN_EPS)
 
 
 def cell_step(
@@ -43,6 +60,9 @@ def cell_step(
     cell_clip: float | None = None,
     recurrent_mask: Tensor | None = None,
     zoneout: tuple[Tensor, Tensor] | None = None,
+    layer_norm: tuple[Tensor, Tensor, Tensor] | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step from the projected input.
 
@@ -63,6 +83,11 @@ def cell_step(
         zoneout: ``(k_h, k_c)``, ``(B, P)`` and ``(B, H)`` (Krueger et al. 2017): each unit
             keeps its previous value by weight ``k``: ``h_t = k_h h_{t-1} + (1-k_h) h'``
             (likewise ``c``); ``k`` in {0, 1} in training, the zoneout rate in eval.
+        layer_norm: ``(g_hh (4H,), g_c (H,), beta_c (H,))``: ``h_{t-1} W_hh^T`` becomes
+            ``LN(h_{t-1} W_hh^T) * g_hh`` and ``h_t = o * act(LN(c_t) * g_c + beta_c)``
+            (``xg`` then already holds ``LN(x_t W_ih^T) * g_ih + b``).
+        activation: for ``g`` and for ``c_t`` before ``o`` (``tanh``, ``relu``, ``softsign``).
+        recurrent_activation: for ``i, f, o`` (``sigmoid``, ``hardsigmoid``).
 
     Returns:
         ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
@@ -74,18 +99,23 @@ def cell_step(
         >>> h.shape, c.shape
         (torch.Size([3, 5]), torch.Size([3, 5]))
     """
+    sigma = GATE_ACTIVATIONS[recurrent_activation].fn
+    act = CELL_ACTIVATIONS[activation].fn
     h_prev, c_prev = h, c
     h_in = h if recurrent_mask is None else h * recurrent_mask
-    gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
+    if layer_norm is None:
+        gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
+    else:
+        gates = xg + layer_normalized(h_in @ weight_hh.t(), layer_norm[0])
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
     if peephole is not None:
         i = i + peephole[0] * c
         f = f + peephole[1] * c
     if gate_clip is not None:
         i, f, g = (t.clamp(-gate_clip, gate_clip) for t in (i, f, g))
-    i = torch.sigmoid(i)
-    f = torch.sigmoid(f)
-    g = torch.tanh(g)
+    i = sigma(i)
+    f = sigma(f)
+    g = act(g)
     c = f * c + i * g
     if cell_clip is not None:
         c = c.clamp(-cell_clip, cell_clip)
@@ -93,8 +123,9 @@ def cell_step(
         o = o + peephole[2] * c
     if gate_clip is not None:
         o = o.clamp(-gate_clip, gate_clip)
-    o = torch.sigmoid(o)
-    h = o * torch.tanh(c)
+    o = sigma(o)
+    c_out = c if layer_norm is None else layer_normalized(c, *layer_norm[1:])
+    h = o * act(c_out)
     if weight_hr is not None:
         h = h @ weight_hr.t()  # (B, P)
     if zoneout is not None:

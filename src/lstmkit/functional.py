@@ -27,6 +27,7 @@ from torch import Tensor
 from . import backends
 from .backends.contract import CellOptions
 from .backends.gemm import linear
+from .cell import layer_normalized
 
 
 class States(NamedTuple):
@@ -45,7 +46,10 @@ class LayerWeights(NamedTuple):
     """Weights of one layer in one direction, in torch's layout and gate order i, f, g, o.
 
     ``weight_ih (4H, I)``, ``weight_hh (4H, P)``, ``bias_ih (4H,)``, ``bias_hh (4H,)``,
-    ``weight_hr (P, H)``; biases and ``weight_hr`` may be ``None``.
+    ``weight_hr (P, H)``; biases and ``weight_hr`` may be ``None``. Options' weights,
+    ``None`` when off: peepholes ``weight_ci``, ``weight_cf``, ``weight_co (H,)``; layer
+    normalisation gains ``ln_weight_ih``, ``ln_weight_hh (4H,)``, ``ln_weight_c``,
+    ``ln_bias_c (H,)``.
     """
 
     weight_ih: Tensor
@@ -56,16 +60,27 @@ class LayerWeights(NamedTuple):
     weight_ci: Tensor | None = None
     weight_cf: Tensor | None = None
     weight_co: Tensor | None = None
+    ln_weight_ih: Tensor | None = None
+    ln_weight_hh: Tensor | None = None
+    ln_weight_c: Tensor | None = None
+    ln_bias_c: Tensor | None = None
 
     def options(
         self, gate_clip: float | None, cell_clip: float | None,
         recurrent_mask: Tensor | None = None, zoneout: tuple[Tensor, Tensor] | None = None,
+        activation: str = "tanh", recurrent_activation: str = "sigmoid",
     ) -> CellOptions:  # fmt: skip
-        """The cell options these weights (peepholes), the clips and masks call for."""
-        peephole = None
+        """The cell options these weights (peepholes, layer norm), the clips, masks and
+        activations call for."""
+        peephole = layer_norm = None
         if self.weight_ci is not None:
             peephole = (self.weight_ci, self.weight_cf, self.weight_co)
-        return CellOptions(peephole, gate_clip, cell_clip, recurrent_mask, zoneout)
+        if self.ln_weight_hh is not None:
+            layer_norm = (self.ln_weight_hh, self.ln_weight_c, self.ln_bias_c)
+        return CellOptions(
+            peephole, gate_clip, cell_clip, recurrent_mask, zoneout, layer_norm, activation,
+            recurrent_activation,
+        )  # fmt: skip
 
 
 def zoneout_masks(
@@ -102,9 +117,12 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
 
 
 def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
-    """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``."""
+    """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``; with
+    layer normalisation ``LN(x W_ih^T) * ln_weight_ih + b_ih + b_hh``."""
     bias = None if w.bias_ih is None or w.bias_hh is None else w.bias_ih + w.bias_hh
-    return linear(x, w.weight_ih, bias)
+    if w.ln_weight_ih is None:
+        return linear(x, w.weight_ih, bias)
+    return layer_normalized(linear(x, w.weight_ih, None), w.ln_weight_ih, bias)
 
 
 def lstm(
@@ -124,6 +142,8 @@ def lstm(
     recurrent_masks: Sequence[Tensor | None] | None = None,
     zoneout: tuple[float, float] = (0.0, 0.0),
     zoneout_keep: Sequence[tuple[Tensor, Tensor] | None] | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
@@ -147,6 +167,9 @@ def lstm(
             in any mode: randomness as data, e.g. to compare backends under one mask.
         zoneout: ``(p_h, p_c)`` zoneout rates (see :func:`zoneout_masks`).
         zoneout_keep: ``L*D`` pairs of keep weights to use instead of sampling.
+        activation, recurrent_activation: the cell's activations (names in
+            :mod:`lstmkit.activations`); layer normalisation comes with the weights
+            (``LayerWeights.ln_weight_ih`` ...).
 
     Returns:
         ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
@@ -174,6 +197,7 @@ def lstm(
                 zoneout=zoneout, zoneout_keep=None if zoneout_keep is None else [
                     None if z is None else (z[0].to(amp), z[1].to(amp))
                     for z in zoneout_keep],
+                activation=activation, recurrent_activation=recurrent_activation,
             )  # fmt: skip
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
@@ -202,7 +226,9 @@ def lstm(
                                      zoneout, training)  # fmt: skip
             else:
                 keep = None
-            options = w.options(gate_clip, cell_clip, mask, keep)
+            options = w.options(
+                gate_clip, cell_clip, mask, keep, activation, recurrent_activation
+            )
             run = backends.select(backend, xg, options.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,

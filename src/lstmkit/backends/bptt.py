@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from . import reference
-from .contract import PLAIN, CellOptions, valid_mask
+from .contract import PLAIN, TENSOR_SLOTS, CellOptions, valid_mask
 from .contract import Recurrence as Recurrence_
 
 
@@ -45,12 +45,35 @@ class Buffers:
     acts: Tensor  # (T, B, 4H) activated gates i, f, g, o
     cs: Tensor  # (T + 1, B, H)
     hs: Tensor  # (T + 1, B, P)
-    tanh_cs: Tensor  # (T, B, H)
+    tanh_cs: Tensor  # (T, B, H) activation(c_t) (of LN(c_t) * g_c + beta_c with layer norm)
     ms: Tensor | None  # (T, B, H) o * tanh(c) when projecting, else None (it is hs)
     options: CellOptions = PLAIN  # the cell's options (peephole weights, clips)
     gate_clipped: Tensor | None = None  # (T, B, 4H) bool: pre-activation clamped
     cell_clipped: Tensor | None = None  # (T, B, H) bool: c_t clamped
     c_new: Tensor | None = None  # (T, B, H) the cell's c_t before zoneout mixes it
+    rec_hat: Tensor | None = None  # (T, B, 4H) LN(h_{t-1} W_hh^T) before its gain
+    rec_rstd: Tensor | None = None  # (T, B, 1) its 1 / sqrt(var + eps)
+    c_hat: Tensor | None = None  # (T, B, H) LN(c_t) before its gain and bias
+    c_rstd: Tensor | None = None  # (T, B, 1)
+
+    def saved(self) -> tuple[Tensor | None, ...]:
+        """The tensors to save for the backward (rebuild with ``Buffers(*saved, ...)``)."""
+        return (
+            self.acts, self.cs, self.hs, self.tanh_cs, self.ms, self.gate_clipped,
+            self.cell_clipped, self.c_new, self.rec_hat, self.rec_rstd, self.c_hat, self.c_rstd,
+        )  # fmt: skip
+
+
+@dataclass
+class Grads:
+    """What the backward loop fills: ``dgates`` (T, B, 4H) = dL/d pre-activations (which
+    is dL/dxg), ``dhs`` (T, B, P) = dL/dh_t when projecting; with layer norm ``drec``
+    (T, B, 4H) = dL/d(h_{t-1} W_hh^T) and ``dnorm_c`` (T, B, H) = dL/d(LN(c_t) g_c + beta_c)."""
+
+    dgates: Tensor
+    dhs: Tensor | None = None
+    drec: Tensor | None = None
+    dnorm_c: Tensor | None = None
 
 
 class Engine(Protocol):
@@ -79,10 +102,9 @@ class Engine(Protocol):
         valid: Tensor | None,
         reverse: bool,
         buf: Buffers,
-        dgates: Tensor,
-        dhs: Tensor | None,
+        grads: Grads,
     ) -> tuple[Tensor, Tensor]:
-        """Fill ``dgates`` (and ``dhs`` = dL/dh_t when projecting) walking back from
+        """Fill ``grads`` walking back from
         ``dh = dL/dh_n``, ``dc = dL/dc_n``, adding ``dys`` (dL/dy_t) and ``dcs``
         (dL/dc_t, or None) at each step; return ``(dL/dh_0, dL/dc_0)``."""
 
@@ -131,17 +153,17 @@ def run(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(ys, h_n, c_n, cs)`` on ``engine``: through :class:`Recurrence` when a gradient
     may be asked for, else straight through the forward loop (no autograd bookkeeping)."""
-    peep = options.peephole or (None, None, None)
-    inputs = (xg, h0, c0, weight_hh, weight_hr, *peep)
+    option_tensors = options.tensors()
+    inputs = (xg, h0, c0, weight_hh, weight_hr, *option_tensors)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        zoneout = options.zoneout or (None, None)
+        static = options.with_tensors((None,) * TENSOR_SLOTS)
         return Recurrence.apply(
-            *inputs, options.recurrent_mask, *zoneout, lengths, reverse, engine,
-            options.gate_clip, options.cell_clip,
-        )  # fmt: skip
-    return forward(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False)[
-        0
-    ]
+            xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine, static, *option_tensors
+        )
+    outputs, _, _ = forward(
+        engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False
+    )
+    return outputs
 
 
 def forward(
@@ -158,27 +180,36 @@ def forward(
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], Buffers, Tensor | None]:
     """The forward loop: ``(ys, h_n, c_n, cs)``, the buffers it filled, the validity mask.
 
-    With ``keep=False`` (no backward will follow) the gate and ``tanh(c)`` buffers are one
-    step's worth, reused at every step (a stride-0 time axis), instead of ``T`` steps'.
+    With ``keep=False`` (no backward will follow) the per-step buffers (gates,
+    ``tanh(c)``, ...) are one step's worth, reused at every step (a stride-0 time axis),
+    instead of ``T`` steps'.
     """
     T, B, G = xg.shape
     H, P = G // 4, h0.shape[1]
     valid = None if lengths is None else valid_mask(lengths, T)  # (T, B, 1)
     steps_kept = T if keep else 1
+
+    def per_step(width: int, dtype: torch.dtype | None = None) -> Tensor:
+        return xg.new_empty(steps_kept, B, width, dtype=dtype).expand(T, B, width)
+
     buf = Buffers(
-        acts=xg.new_empty(steps_kept, B, G).expand(T, B, G),
+        acts=per_step(G),
         cs=xg.new_empty(T + 1, B, H),
         hs=xg.new_empty(T + 1, B, P),
-        tanh_cs=xg.new_empty(steps_kept, B, H).expand(T, B, H),
-        ms=xg.new_empty(steps_kept, B, H).expand(T, B, H) if weight_hr is not None else None,
+        tanh_cs=per_step(H),
+        ms=per_step(H) if weight_hr is not None else None,
         options=options,
     )
     if options.gate_clip is not None:
-        buf.gate_clipped = xg.new_empty(steps_kept, B, G, dtype=torch.bool).expand(T, B, G)
+        buf.gate_clipped = per_step(G, torch.bool)
     if options.cell_clip is not None:
-        buf.cell_clipped = xg.new_empty(steps_kept, B, H, dtype=torch.bool).expand(T, B, H)
+        buf.cell_clipped = per_step(H, torch.bool)
     if options.zoneout is not None:
-        buf.c_new = xg.new_empty(steps_kept, B, H).expand(T, B, H)
+        buf.c_new = per_step(H)
+    if options.layer_norm is not None:
+        buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd = (
+            per_step(G), per_step(1), per_step(H), per_step(1)
+        )  # fmt: skip
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0
     engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
@@ -191,6 +222,10 @@ def forward(
 
 
 class Recurrence(torch.autograd.Function):
+    """The recurrence under autograd. ``static`` holds the options that are not tensors
+    (clips, activation names); the option tensors follow one by one
+    (:meth:`.contract.CellOptions.tensors`) so autograd sees each."""
+
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
@@ -199,30 +234,20 @@ class Recurrence(torch.autograd.Function):
         c0: Tensor,
         weight_hh: Tensor,
         weight_hr: Tensor | None,
-        w_ci: Tensor | None,
-        w_cf: Tensor | None,
-        w_co: Tensor | None,
-        recurrent_mask: Tensor | None,
-        keep_h: Tensor | None,
-        keep_c: Tensor | None,
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
-        gate_clip: float | None,
-        cell_clip: float | None,
+        static: CellOptions,
+        *option_tensors: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-        zoneout = None if keep_h is None else (keep_h, keep_c)
-        options = CellOptions(peephole, gate_clip, cell_clip, recurrent_mask, zoneout)
+        options = static.with_tensors(option_tensors)
         outputs, buf, valid = forward(
             engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options
         )
-        ctx.reverse, ctx.engine, ctx.clips = reverse, engine, (gate_clip, cell_clip)
+        ctx.reverse, ctx.engine, ctx.static = reverse, engine, static
         ctx.save_for_backward(
-            xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, recurrent_mask, keep_h, keep_c,
-            lengths, valid, buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms, buf.gate_clipped,
-            buf.cell_clipped, buf.c_new,
-        )  # fmt: skip
+            xg, h0, c0, weight_hh, weight_hr, lengths, valid, *buf.saved(), *option_tensors
+        )
         return outputs
 
     @staticmethod
@@ -231,52 +256,69 @@ class Recurrence(torch.autograd.Function):
         dcs: Tensor | None,
     ):  # fmt: skip
         saved = ctx.saved_tensors
+        xg, h0, c0, weight_hh, weight_hr, lengths, valid = saved[:7]
+        options = ctx.static.with_tensors(saved[-TENSOR_SLOTS:])
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return _reference_backward(ctx, saved[:12], (dys, dh_n, dc_n, dcs))
-        xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, keep_h, keep_c = saved[:11]
-        valid, acts, cs, hs, tanh_cs, ms, gate_clipped, cell_clipped, c_new = saved[12:]
-        peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-        zoneout = None if keep_h is None else (keep_h, keep_c)
-        options = CellOptions(peephole, *ctx.clips, rmask, zoneout)
-        buf = Buffers(acts, cs, hs, tanh_cs, ms, options, gate_clipped, cell_clipped, c_new)
-        T, B, G = acts.shape
-        H, P = G // 4, hs.shape[2]
+            inputs = (xg, h0, c0, weight_hh, weight_hr, lengths)
+            return _reference_backward(ctx, inputs, options, (dys, dh_n, dc_n, dcs))
+        buf = Buffers(*saved[7:12], options, *saved[12:-TENSOR_SLOTS])
+        T, B, G = buf.acts.shape
+        H, P = G // 4, buf.hs.shape[2]
+        norm = options.layer_norm is not None
         dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
         dcs = None if dcs is None else dcs.contiguous()
         dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
         dc = c0.new_zeros(c0.shape) if dc_n is None else dc_n.clone()  # (B, H)
-        dgates = xg.new_empty(T, B, G)
-        dhs = xg.new_empty(T, B, P) if weight_hr is not None else None
-        dh, dc = ctx.engine.backward(
-            dys, dcs, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, dgates, dhs
+        grads = Grads(
+            dgates=xg.new_empty(T, B, G),
+            dhs=xg.new_empty(T, B, P) if weight_hr is not None else None,
+            drec=xg.new_empty(T, B, G) if norm else None,
+            dnorm_c=xg.new_empty(T, B, H) if norm else None,
         )
+        dh, dc = ctx.engine.backward(
+            dys, dcs, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, grads
+        )
+        dgates = grads.dgates
         dweight_hh = dweight_hr = None
-        if ctx.needs_input_grad[3]:  # sum_t dgates_t^T h_{t-1}: one GEMM over T*B rows
-            h_prev = hs[1:] if ctx.reverse else hs[:-1]
-            if rmask is not None:  # W_hh saw the masked h_{t-1}
-                h_prev = h_prev * rmask
-            dweight_hh = dgates.view(T * B, G).t() @ h_prev.reshape(T * B, P)
+        if ctx.needs_input_grad[3]:  # sum_t drec_t^T h_{t-1}: one GEMM over T*B rows
+            h_prev = buf.hs[1:] if ctx.reverse else buf.hs[:-1]
+            if options.recurrent_mask is not None:  # W_hh saw the masked h_{t-1}
+                h_prev = h_prev * options.recurrent_mask
+            drec = grads.drec if norm else dgates
+            dweight_hh = drec.view(T * B, G).t() @ h_prev.reshape(T * B, P)
         if weight_hr is not None and ctx.needs_input_grad[4]:  # sum_t dh_t^T m_t
-            dweight_hr = dhs.view(T * B, P).t() @ ms.view(T * B, H)
-        dpeep: tuple[Tensor | None, ...] = (None, None, None)
-        if w_ci is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
+            dweight_hr = grads.dhs.view(T * B, P).t() @ buf.ms.view(T * B, H)
+        dpeep: tuple[Tensor | None, ...] = (None,) * 3
+        if options.peephole is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
+            cs = buf.cs
             c_prev, c_out = (cs[1:], cs[:-1]) if ctx.reverse else (cs[:-1], cs[1:])
-            c_cell = c_out if c_new is None else c_new  # o saw the cell's c_t
+            c_cell = c_out if buf.c_new is None else buf.c_new  # o saw the cell's c_t
             dpeep = tuple(
                 (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
                 for k, c in ((0, c_prev), (1, c_prev), (3, c_cell))
             )
-        return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, *[None] * 8)
+        dnorm: tuple[Tensor | None, ...] = (None,) * 3
+        if norm:  # gains and bias: one reduction each
+            dnorm = (
+                (dgates * buf.rec_hat).sum((0, 1)),
+                (grads.dnorm_c * buf.c_hat).sum((0, 1)),
+                grads.dnorm_c.sum((0, 1)),
+            )
+        return (
+            dgates, dh, dc, dweight_hh, dweight_hr, None, None, None, None,
+            *dpeep, None, None, None, *dnorm,
+        )  # fmt: skip
 
 
-def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
+def _reference_backward(
+    ctx: Any, inputs: tuple, options: CellOptions, grads: tuple
+) -> tuple[Tensor | None, ...]:
     """Gradients that are themselves differentiable, from the reference recurrence."""
-    xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co, rmask, keep_h, keep_c, lengths = inputs
-    tensors = (xg, h0, c0, weight_hh, weight_hr, w_ci, w_cf, w_co)
-    peephole = None if w_ci is None else (w_ci, w_cf, w_co)
-    zoneout = None if keep_h is None else (keep_h, keep_c)
-    options = CellOptions(peephole, *ctx.clips, rmask, zoneout)
-    wanted = [k for k, x in enumerate(tensors) if ctx.needs_input_grad[k] and x is not None]
+    xg, h0, c0, weight_hh, weight_hr, lengths = inputs
+    tensors = (xg, h0, c0, weight_hh, weight_hr)
+    option_tensors = options.tensors()
+    every = (*tensors, None, None, None, None, *option_tensors)  # as Recurrence's inputs
+    wanted = [k for k, x in enumerate(every) if x is not None and ctx.needs_input_grad[k]]
     with torch.enable_grad():
         outs = reference.run_recurrence(
             xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse,
@@ -285,12 +327,12 @@ def _reference_backward(ctx: Any, inputs: tuple, grads: tuple) -> tuple:
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
         got = torch.autograd.grad(
             [o for o, _ in pairs],
-            [tensors[k] for k in wanted],
+            [every[k] for k in wanted],
             [g for _, g in pairs],
             create_graph=True,
             allow_unused=True,
         )
-    result: list[Tensor | None] = [None] * 16
+    result: list[Tensor | None] = [None] * len(every)
     for k, grad in zip(wanted, got):
         result[k] = grad
     return tuple(result)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from . import bptt
-from .bptt import Buffers, slots, steps
+from .bptt import Buffers, Grads, slots, steps
 from .steps import BackwardSteps, ForwardSteps
 
 try:
@@ -121,9 +121,9 @@ class NumbaEngine:
         valid: Tensor | None,
         reverse: bool,
         buf: Buffers,
-        dgates: Tensor,
-        dhs: Tensor | None,
+        grads: Grads,
     ) -> tuple[Tensor, Tensor]:
+        dgates, dhs = grads.dgates, grads.dhs
         T, B, _ = dgates.shape
         dtype = dgates.dtype
         peep, _ = _options(buf, dtype)

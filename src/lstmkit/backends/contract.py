@@ -24,7 +24,7 @@ Everything else (layers, directions, dropout, packing, layouts) lives in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -40,7 +40,11 @@ class CellOptions:
     ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` at every step (variational
     recurrent dropout: sampled once per sequence, data like any input); ``zoneout``:
     ``(k_h, k_c)`` of shapes ``(T, B, P)``, ``(T, B, H)``: ``h_t = k_h h_{t-1} + (1-k_h)
-    h_new`` (and c), k in {0, 1} in training (Krueger et al. 2017), the rate in eval.
+    h_new`` (and c), k in {0, 1} in training (Krueger et al. 2017), the rate in eval;
+    ``layer_norm``: ``(gamma_hh (4H,), gamma_c (H,), beta_c (H,))``: the recurrent product
+    and the cell state before its activation are layer-normalised (the input product's
+    normalisation is done with the rest of ``xg``, before the loop); ``activation``,
+    ``recurrent_activation``: names in :mod:`lstmkit.activations`.
     """
 
     peephole: tuple[Tensor, Tensor, Tensor] | None = None
@@ -48,14 +52,44 @@ class CellOptions:
     cell_clip: float | None = None
     recurrent_mask: Tensor | None = None
     zoneout: tuple[Tensor, Tensor] | None = None
+    layer_norm: tuple[Tensor, Tensor, Tensor] | None = None
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
 
     def used(self) -> tuple[str, ...]:
         """The names of the options that are on."""
-        names = ("peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout")
-        return tuple(n for n in names if getattr(self, n) is not None)
+        names = ("peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout", "layer_norm")
+        on = [n for n in names if getattr(self, n) is not None]
+        on += ["activation"] * (self.activation != "tanh")
+        on += ["recurrent_activation"] * (self.recurrent_activation != "sigmoid")
+        return tuple(on)
+
+    def tensors(self) -> tuple[Tensor | None, ...]:
+        """The option tensors as one flat tuple of :data:`TENSOR_SLOTS` entries (``None``
+        where off), for autograd Functions that take tensors one by one."""
+        return (
+            *(self.peephole or (None,) * 3),
+            self.recurrent_mask,
+            *(self.zoneout or (None,) * 2),
+            *(self.layer_norm or (None,) * 3),
+        )
+
+    def with_tensors(self, flat: tuple[Tensor | None, ...]) -> CellOptions:
+        """These options with their tensors replaced by ``flat`` (as :meth:`tensors` gives)."""
+        peep, zone, norm = flat[0:3], flat[4:6], flat[6:9]
+        return replace(
+            self,
+            peephole=None if peep[0] is None else tuple(peep),
+            recurrent_mask=flat[3],
+            zoneout=None if zone[0] is None else tuple(zone),
+            layer_norm=None if norm[0] is None else tuple(norm),
+        )
 
 
 PLAIN = CellOptions()
+
+#: How many entries :meth:`CellOptions.tensors` has.
+TENSOR_SLOTS = 9
 
 
 class Recurrence(Protocol):

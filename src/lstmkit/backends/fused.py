@@ -8,11 +8,15 @@ writing into preallocated buffers; the backward loop is the forward's mirror (se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
+from ..activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS
+from ..cell import LN_EPS
 from . import bptt
-from .bptt import Buffers, slots, steps
+from .bptt import Buffers, Grads, slots, steps
 from .steps import BackwardSteps, ForwardSteps
 
 
@@ -36,19 +40,26 @@ class TorchEngine:
         # m_t = o * tanh(c_t) goes to its own buffer when projected, else straight into h_t
         m_t = buf.ms.unbind(0) if buf.ms is not None else (h_s[:-1] if reverse else h_s[1:])
         opt = buf.options
+        sigma = GATE_ACTIVATIONS[opt.recurrent_activation].fn
+        act = CELL_ACTIVATIONS[opt.activation].fn
         # with a peephole, o waits for c_t; otherwise all four gates are clipped at once
         early = G if opt.peephole is None else 3 * H
         for t in steps(T, reverse):
             prev, nxt = slots(t, reverse)
-            gates = around.recurrent.addmm(xg[t], around.h_in(prev), out=scratch)  # (B, 4H)
+            if opt.layer_norm is None:
+                gates = around.recurrent.addmm(xg[t], around.h_in(prev), out=scratch)  # (B, 4H)
+            else:  # xg_t + LN(h_{t-1} W_hh^T) * g_hh
+                rec = around.recurrent.mm(around.h_in(prev), out=scratch)
+                rec_hat = _normalize(rec, buf.rec_hat[t], buf.rec_rstd[t])
+                gates = torch.addcmul(xg[t], rec_hat, opt.layer_norm[0], out=scratch)
             if opt.peephole is not None:  # i, f see c_{t-1}
                 gates[:, :H].addcmul_(opt.peephole[0], c_s[prev])
                 gates[:, H : 2 * H].addcmul_(opt.peephole[1], c_s[prev])
             if opt.gate_clip is not None:
                 _clip_(gates[:, :early], opt.gate_clip, buf.gate_clipped[t][:, :early])
             acts = a_t[t]
-            torch.sigmoid(gates, out=acts)  # i, f, o (and g, overwritten next)
-            torch.tanh(gates[:, 2 * H : 3 * H], out=acts[:, 2 * H : 3 * H])
+            _apply(sigma, gates, acts)  # i, f, o (and g, overwritten next)
+            _apply(act, gates[:, 2 * H : 3 * H], acts[:, 2 * H : 3 * H])
             i, f, g, o = acts.chunk(4, dim=1)
             torch.mul(f, c_s[prev], out=c_s[nxt]).addcmul_(i, g)
             if opt.cell_clip is not None:
@@ -57,8 +68,12 @@ class TorchEngine:
                 zo = torch.addcmul(gates[:, 3 * H :], opt.peephole[2], c_s[nxt])
                 if opt.gate_clip is not None:
                     _clip_(zo, opt.gate_clip, buf.gate_clipped[t][:, 3 * H :])
-                torch.sigmoid(zo, out=o)
-            torch.tanh(c_s[nxt], out=tc_t[t])
+                _apply(sigma, zo, o)
+            c_out = c_s[nxt]
+            if opt.layer_norm is not None:  # LN(c_t) * g_c + beta_c
+                c_hat = _normalize(c_out, buf.c_hat[t], buf.c_rstd[t])
+                c_out = torch.addcmul(opt.layer_norm[2], c_hat, opt.layer_norm[1])
+            _apply(act, c_out, tc_t[t])
             torch.mul(o, tc_t[t], out=m_t[t])  # m_t, or h_t itself without projection
             around.finish(t, prev, nxt)
 
@@ -73,32 +88,40 @@ class TorchEngine:
         valid: Tensor | None,
         reverse: bool,
         buf: Buffers,
-        dgates: Tensor,
-        dhs: Tensor | None,
+        grads: Grads,
     ) -> tuple[Tensor, Tensor]:
+        dgates = grads.dgates
         T, B, G = dgates.shape
         H = G // 4
+        opt = buf.options
+        sigma = GATE_ACTIVATIONS[opt.recurrent_activation].slope
+        act = CELL_ACTIVATIONS[opt.activation].slope
         # Everything that does not depend on the step, once for all T.
         i, f, g, o = buf.acts.chunk(4, dim=2)  # (T, B, H) each
         c_prev = buf.cs[1:] if reverse else buf.cs[:-1]
         tanh_cs = buf.tanh_cs
         dgate_of_dc = torch.cat(  # d(i, f, g pre-activations) / dc, times the activation slope
-            (g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)), dim=2
+            (g * sigma(i), c_prev * sigma(f), i * act(g)), dim=2
         ).view(T, B, 3, H)
-        dgate_of_dm = tanh_cs * o * (1 - o)  # d(o pre-activation) / dm
-        dc_of_dm = o * (1 - tanh_cs * tanh_cs)  # dc / dm through tanh(c)
-        opt = buf.options
+        dgate_of_dm = tanh_cs * sigma(o)  # d(o pre-activation) / dm
+        dc_of_dm = o * act(tanh_cs)  # dc (or d(LN(c) g + beta) with layer norm) / dm
         if opt.gate_clip is not None:  # a clamped pre-activation passes no gradient
             kept = ~buf.gate_clipped
             dgate_of_dc = dgate_of_dc * kept[..., : 3 * H].view(T, B, 3, H)
             dgate_of_dm = dgate_of_dm * kept[..., 3 * H :]
         c_kept = None if opt.cell_clip is None else (~buf.cell_clipped).to(dc.dtype)
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, opt.recurrent_mask, opt.zoneout)
+        around = BackwardSteps(
+            w_hh, w_hr, valid, dys, dcs, grads.dhs, opt.recurrent_mask, opt.zoneout
+        )
         dg_t, f_t = dgates.unbind(0), f.unbind(0)
         for t in steps(T, reverse, backward=True):
             dm, dc = around.enter(t, dh, dc)
             dzo = torch.mul(dm, dgate_of_dm[t], out=dg_t[t][:, 3 * H :])
-            dc = torch.addcmul(dc, dm, dc_of_dm[t])
+            if opt.layer_norm is None:
+                dc = torch.addcmul(dc, dm, dc_of_dm[t])
+            else:  # through h = o act(LN(c) g_c + beta_c)
+                dnorm = torch.mul(dm, dc_of_dm[t], out=grads.dnorm_c[t])
+                dc = dc + _normalize_backward(dnorm * opt.layer_norm[1], buf.c_hat[t], buf.c_rstd[t])
             if opt.peephole is not None:  # o saw c_t
                 dc = dc.addcmul_(dzo, opt.peephole[2])
             if c_kept is not None:  # a clamped c_t passes no gradient to its update
@@ -108,12 +131,41 @@ class TorchEngine:
             if opt.peephole is not None:  # i, f saw c_{t-1}
                 dc.addcmul_(dg_t[t][:, :H], opt.peephole[0])
                 dc.addcmul_(dg_t[t][:, H : 2 * H], opt.peephole[1])
-            dh, dc = around.leave(dg_t[t], dc)
+            drec = dg_t[t]
+            if opt.layer_norm is not None:  # the recurrent product went through LN * g_hh
+                drec = grads.drec[t]
+                drec.copy_(_normalize_backward(dg_t[t] * opt.layer_norm[0], buf.rec_hat[t],
+                                               buf.rec_rstd[t]))  # fmt: skip
+            dh, dc = around.leave(drec, dc)
         return dh, dc
 
 
 #: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
 run_recurrence = bptt.recurrence(TorchEngine())
+
+
+def _apply(activation: Callable[[Tensor], Tensor], x: Tensor, out: Tensor) -> None:
+    """``out = activation(x)``, without a temporary for torch's sigmoid and tanh."""
+    if activation is torch.sigmoid or activation is torch.tanh:
+        activation(x, out=out)
+    else:
+        out.copy_(activation(x))
+
+
+def _normalize(z: Tensor, hat: Tensor, rstd: Tensor) -> Tensor:
+    """``hat = (z - mean(z)) * rstd`` over the last axis, ``rstd = 1/sqrt(var(z) + eps)``
+    (biased variance), both written into the given buffers; returns ``hat``."""
+    var, mean = torch.var_mean(z, dim=1, keepdim=True, correction=0)
+    torch.rsqrt(var.add_(LN_EPS), out=rstd)
+    return torch.sub(z, mean, out=hat).mul_(rstd)
+
+
+def _normalize_backward(dhat: Tensor, hat: Tensor, rstd: Tensor) -> Tensor:
+    """dL/dz from ``dhat = dL/dhat`` of :func:`_normalize`:
+    ``rstd * (dhat - mean(dhat) - hat * mean(dhat * hat))``."""
+    mean_d = dhat.mean(dim=1, keepdim=True)
+    mean_dh = (dhat * hat).mean(dim=1, keepdim=True)
+    return (dhat - mean_d).sub_(hat * mean_dh).mul_(rstd)
 
 
 def _clip_(x: Tensor, limit: float, clipped: Tensor) -> None:

@@ -42,6 +42,8 @@ def run_recurrence(
             gate_clip=options.gate_clip, cell_clip=options.cell_clip,
             recurrent_mask=options.recurrent_mask,
             zoneout=None if zo is None else (zo[0][t], zo[1][t]),
+            layer_norm=options.layer_norm, activation=options.activation,
+            recurrent_activation=options.recurrent_activation,
         )  # fmt: skip
         if valid is None:
             h, c = h_new, c_new

@@ -93,9 +93,9 @@ def test_inert_in_eval_active_in_training() -> None:
     assert "recurrent_dropout=0.5" in repr(lstm)
 
 
-def test_step_refuses_training_with_recurrent_dropout() -> None:
+def test_step_needs_masks_in_training_with_recurrent_dropout() -> None:
     lstm = lstmkit.LSTM(3, 5, recurrent_dropout=0.2)
-    with pytest.raises(NotImplementedError, match="recurrent_dropout needs one mask kept"):
+    with pytest.raises(ValueError, match="recurrent_dropout_masks"):
         lstm.step(torch.randn(2, 3))
     y, _ = lstm.eval().step(torch.randn(2, 3))
     assert y.shape == (2, 5)

@@ -83,6 +83,13 @@ class LayerWeights(NamedTuple):
         )  # fmt: skip
 
 
+def layer_norm_shapes(hidden_size: int) -> dict[str, tuple[int]]:
+    """The layer-normalisation parameters of one layer-direction: names and shapes."""
+    gates = (4 * hidden_size,)
+    return {"ln_weight_ih": gates, "ln_weight_hh": gates, "ln_weight_c": (hidden_size,),
+            "ln_bias_c": (hidden_size,)}  # fmt: skip
+
+
 def zoneout_masks(
     like: Tensor, steps: int, batch: int, widths: tuple[int, int], rates: tuple[float, float],
     training: bool,
@@ -226,9 +233,7 @@ def lstm(
                                      zoneout, training)  # fmt: skip
             else:
                 keep = None
-            options = w.options(
-                gate_clip, cell_clip, mask, keep, activation, recurrent_activation
-            )
+            options = w.options(gate_clip, cell_clip, mask, keep, activation, recurrent_activation)
             run = backends.select(backend, xg, options.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,

@@ -1,8 +1,9 @@
 """Initialisations for lstmkit.LSTM and lstmkit.LSTMCell (in place, like ``torch.nn.init``).
 
 * :func:`default_`: torch's: every parameter ~ U(-1/sqrt(H), 1/sqrt(H)) in registration
-  order (so the same seed gives nn.LSTM's weights), then ``forget_bias`` added to the
-  forget slice ``[H:2H]`` of every ``bias_ih`` (Jozefowicz et al. 2015 use 1.0).
+  order (so the same seed gives nn.LSTM's weights; layer-norm gains 1 and biases 0),
+  then ``forget_bias`` added to the forget slice ``[H:2H]`` of every ``bias_ih``
+  (Jozefowicz et al. 2015 use 1.0).
 * :func:`keras_`: Keras's LSTM: Glorot-uniform input (and projection) weights,
   orthogonal recurrent weights, zero biases, a unit forget bias.
 * :func:`orthogonal_recurrent_`: orthogonal recurrent weights, the rest untouched.
@@ -27,8 +28,13 @@ def layer_weights(module: nn.Module) -> list[LayerWeights]:
 def default_(module: nn.Module, forget_bias: float = 0.0) -> None:
     """torch's initialisation, then ``forget_bias`` on every ``bias_ih``'s forget slice."""
     stdv = 1.0 / math.sqrt(module.hidden_size)
-    for weight in module.parameters():
-        nn.init.uniform_(weight, -stdv, stdv)
+    for name, weight in module.named_parameters():
+        if name.startswith("ln_bias"):
+            nn.init.zeros_(weight)
+        elif name.startswith("ln_weight"):
+            nn.init.ones_(weight)
+        else:
+            nn.init.uniform_(weight, -stdv, stdv)
     if forget_bias:
         add_forget_bias_(module, forget_bias)
 

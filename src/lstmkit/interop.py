@@ -83,8 +83,7 @@ def to_torch(lstm: LSTM) -> nn.LSTM:
     mode (lstmkit-only settings such as ``backend`` or ``forget_bias`` have no place there;
     the forget bias is already in the weights). Cell options nn.LSTM cannot express are
     refused rather than dropped."""
-    options = ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "zoneout")
-    extra = [o for o in options if getattr(lstm, o)]
+    extra = [o for o in lstm.options_used() if o != "forget_bias"]
     if extra:
         raise ValueError(f"to_torch: nn.LSTM has no {', '.join(extra)}; this LSTM uses them")
     weight = lstm.weight_ih_l0

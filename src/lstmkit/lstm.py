@@ -23,7 +23,15 @@ from ._checks import (
     check_zoneout,
 )
 from ._inputs import Sizes, normalize
+from .activations import check_activations
 from .backends import check_backend_name
+
+#: The keyword-only options of LSTM and LSTMCell and their defaults (all off).
+OPTION_DEFAULTS: dict[str, object] = {
+    "peephole": False, "gate_clip": None, "cell_clip": None, "recurrent_dropout": 0.0,
+    "zoneout": 0.0, "layer_norm": False, "activation": "tanh",
+    "recurrent_activation": "sigmoid", "forget_bias": 0.0,
+}  # fmt: skip
 
 
 class LSTM(nn.Module):
@@ -59,9 +67,11 @@ class LSTM(nn.Module):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         proj_size, device, dtype: as in PyTorch's ``nn.LSTM``.
-        peephole, gate_clip, cell_clip, recurrent_dropout, zoneout, forget_bias:
-            keyword-only cell options, all off by default (equations in
-            :func:`lstmkit.cell.cell_step` and the README's options table).
+        peephole, gate_clip, cell_clip, recurrent_dropout, zoneout, layer_norm, activation,
+            recurrent_activation, forget_bias: keyword-only cell options, all off by
+            default (equations in :func:`lstmkit.cell.cell_step` and the README's options
+            table). ``layer_norm`` adds ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (4H),
+            ``ln_weight_c_l{k}``, ``ln_bias_c_l{k}`` (H), initialised 1, 1, 1, 0.
         backend: keyword-only; which recurrence backend runs the time loop
             (``"auto"`` picks the fastest that supports the call).
 
@@ -90,6 +100,9 @@ class LSTM(nn.Module):
         cell_clip: float | None = None,
         recurrent_dropout: float = 0.0,
         zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -98,7 +111,12 @@ class LSTM(nn.Module):
             input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
         )
         check_bool("peephole", peephole)
+        check_bool("layer_norm", layer_norm)
         self.peephole = peephole
+        self.layer_norm = layer_norm
+        self.activation, self.recurrent_activation = check_activations(
+            activation, recurrent_activation
+        )
         self.gate_clip = check_clip("gate_clip", gate_clip)
         self.cell_clip = check_clip("cell_clip", cell_clip)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
@@ -135,6 +153,8 @@ class LSTM(nn.Module):
                     shapes["weight_hr"] = (proj_size, hidden_size)
                 if peephole:
                     shapes |= {f"weight_c{g}": (hidden_size,) for g in "ifo"}
+                if layer_norm:
+                    shapes |= functional.layer_norm_shapes(hidden_size)
                 names = [name + suffix for name in shapes]
                 for name, shape in zip(names, shapes.values()):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
@@ -164,7 +184,8 @@ class LSTM(nn.Module):
 
     def reset_parameters(self) -> None:
         """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch
-        does; then ``forget_bias`` is added to the forget slice of ``bias_ih``."""
+        does (layer-norm gains 1 and bias 0, drawing nothing); then ``forget_bias`` is
+        added to the forget slice of ``bias_ih``."""
         init.default_(self, self.forget_bias)
 
     def flatten_parameters(self) -> None:
@@ -236,6 +257,8 @@ class LSTM(nn.Module):
             cell_clip=self.cell_clip,
             recurrent_dropout=self.recurrent_dropout,
             zoneout=self._zoneout,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
         )
         if not return_states:
             return batch.restore(out, state)
@@ -246,8 +269,25 @@ class LSTM(nn.Module):
             h, c = h.transpose(1, 2), c.transpose(1, 2)
         return (*batch.restore(out, state), functional.States(h, c))
 
+    def recurrent_dropout_masks(self, batch_size: int) -> list[Tensor] | None:
+        """One recurrent-dropout mask ``(B, P)`` per layer, to pass to :meth:`step` as
+        ``recurrent_masks=`` at every step of one sequence; ``None`` in eval mode or
+        without recurrent dropout."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        width = self.proj_size or self.hidden_size
+        p, like = self.recurrent_dropout, self.weight_hh_l0
+        return [
+            functional.recurrent_dropout_mask(like, batch_size, width, p)
+            for _ in range(self.num_layers)
+        ]
+
     def step(
-        self, x_t: Tensor, hx: tuple[Tensor, Tensor] | None = None
+        self,
+        x_t: Tensor,
+        hx: tuple[Tensor, Tensor] | None = None,
+        *,
+        recurrent_masks: Sequence[Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """One time step for all samples: the lab's loop over seq-first data.
 
@@ -257,9 +297,13 @@ class LSTM(nn.Module):
         final state::
 
             state = None
+            masks = lstm.recurrent_dropout_masks(B)  # None unless training with it
             for x_t in x.unbind(0):            # x: (T, B, I)
-                y_t, state = lstm.step(x_t, state)
+                y_t, state = lstm.step(x_t, state, recurrent_masks=masks)
 
+        ``recurrent_masks`` (keyword-only): one ``(B, P)`` mask per layer, drawn once per
+        sequence (:meth:`recurrent_dropout_masks`); required in training with
+        ``recurrent_dropout > 0``. Zoneout draws fresh masks at every step by itself.
         A bidirectional LSTM cannot stream (its reverse direction needs the whole
         sequence) and raises ``RuntimeError``.
         """
@@ -271,11 +315,7 @@ class LSTM(nn.Module):
         if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
             got = f"{x_t.dim()}D" if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"LSTM.step: Expected x_t to be 1D or 2D, got {got} instead")
-        if self.training and self.recurrent_dropout > 0:
-            raise NotImplementedError(
-                "LSTM.step: recurrent_dropout needs one mask kept across a sequence's steps; "
-                "step() does not keep one yet (call the LSTM on the sequence, or use eval())"
-            )
+        masks = self._check_step_masks(recurrent_masks, x_t)
         seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
         batch = normalize(seq, hx, self._sizes(batch_first=False), self.weight_ih_l0)
         out, state = functional.lstm(
@@ -287,10 +327,44 @@ class LSTM(nn.Module):
             backend=self.backend,
             gate_clip=self.gate_clip,
             cell_clip=self.cell_clip,
+            recurrent_masks=masks,
             zoneout=self._zoneout,
+            activation=self.activation,
+            recurrent_activation=self.recurrent_activation,
         )
         y, state = batch.restore(out, state)
         return y[0], state
+
+    def _check_step_masks(self, masks: Sequence[Tensor] | None, x_t: Tensor) -> list | None:
+        """``step``'s recurrent masks as ``L`` tensors ``(B, P)``, after checking them."""
+        if masks is None:
+            if self.training and self.recurrent_dropout > 0:
+                raise ValueError(
+                    f"LSTM.step: recurrent_dropout={self.recurrent_dropout} in training needs "
+                    "one mask per layer for the whole sequence: draw masks = "
+                    "lstm.recurrent_dropout_masks(batch_size) once and pass "
+                    "recurrent_masks=masks at every step"
+                )
+            return None
+        width = self.proj_size or self.hidden_size
+        want = (x_t.shape[0], width) if x_t.dim() == 2 else (width,)
+        if (
+            not isinstance(masks, Sequence)
+            or len(masks) != self.num_layers
+            or any(not isinstance(m, Tensor) or tuple(m.shape) != want for m in masks)
+        ):
+            got = type(masks).__name__
+            if isinstance(masks, Sequence):
+                got = [tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__ for m in masks]
+            raise ValueError(
+                f"LSTM.step: recurrent_masks should be {self.num_layers} tensors of shape "
+                f"{want}, got {got}"
+            )
+        return [m if x_t.dim() == 2 else m.unsqueeze(0) for m in masks]
+
+    def options_used(self) -> list[str]:
+        """The names of the keyword-only cell options set away from their defaults."""
+        return [name for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default]
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -306,11 +380,8 @@ class LSTM(nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        options = ("peephole", "gate_clip", "cell_clip", "recurrent_dropout", "zoneout",
-                   "forget_bias")  # fmt: skip
-        for option in options:
-            if getattr(self, option):
-                s += f", {option}={getattr(self, option)}"
+        for option in self.options_used():
+            s += f", {option}={getattr(self, option)!r}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -6,10 +6,25 @@ import torch
 from torch import Tensor, nn
 
 from . import init
-from ._checks import check_bool, check_clip, check_forget_bias, check_positive_int
+from ._checks import (
+    check_bool,
+    check_clip,
+    check_forget_bias,
+    check_positive_int,
+    check_probability,
+    check_zoneout,
+)
+from .activations import check_activations
 from .backends import check_backend_name, select
 from .cell import cell_step
-from .functional import LayerWeights, input_projection
+from .functional import (
+    LayerWeights,
+    input_projection,
+    layer_norm_shapes,
+    recurrent_dropout_mask,
+    zoneout_masks,
+)
+from .lstm import OPTION_DEFAULTS
 
 
 class LSTMCell(nn.Module):
@@ -31,6 +46,15 @@ class LSTMCell(nn.Module):
     ``backend`` (keyword-only) as on :class:`lstmkit.LSTM`; ``auto`` runs the cell
     function directly, the cheapest for a single step.
 
+    The keyword-only cell options are :class:`lstmkit.LSTM`'s (``layer_norm`` adds
+    ``ln_weight_ih``, ``ln_weight_hh``, ``ln_weight_c``, ``ln_bias_c``). Zoneout draws
+    its masks at every call. Recurrent dropout keeps one mask for a whole sequence, so
+    the caller draws it once and passes it at every step::
+
+        mask = cell.recurrent_dropout_mask(batch_size)   # None in eval mode
+        for x_t in x:
+            h, c = cell(x_t, (h, c), recurrent_mask=mask)
+
     Example:
         >>> cell = LSTMCell(10, 20)
         >>> h, c = cell(torch.randn(3, 10))
@@ -49,6 +73,11 @@ class LSTMCell(nn.Module):
         peephole: bool = False,
         gate_clip: float | None = None,
         cell_clip: float | None = None,
+        recurrent_dropout: float = 0.0,
+        zoneout: float | tuple[float, float] = 0.0,
+        layer_norm: bool = False,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
         forget_bias: float = 0.0,
         backend: str = "auto",
     ) -> None:
@@ -61,6 +90,14 @@ class LSTMCell(nn.Module):
         self.peephole = peephole
         self.gate_clip = check_clip("gate_clip", gate_clip)
         self.cell_clip = check_clip("cell_clip", cell_clip)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self._zoneout = check_zoneout(zoneout)
+        self.zoneout = zoneout
+        check_bool("layer_norm", layer_norm)
+        self.layer_norm = layer_norm
+        self.activation, self.recurrent_activation = check_activations(
+            activation, recurrent_activation
+        )
         self.forget_bias = check_forget_bias(forget_bias, bias)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -79,13 +116,28 @@ class LSTMCell(nn.Module):
                 self.register_parameter(
                     f"weight_c{gate}", nn.Parameter(torch.empty(hidden_size, **factory))
                 )
+        if layer_norm:
+            for name, shape in layer_norm_shapes(hidden_size).items():
+                self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
         self.reset_parameters()
 
     def layer_weights(self) -> list[LayerWeights]:
         """The parameters as one :class:`~lstmkit.functional.LayerWeights`."""
-        peep = [getattr(self, f"weight_c{g}") if self.peephole else None for g in "ifo"]
-        return [LayerWeights(self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                             None, *peep)]  # fmt: skip
+        params = self._parameters
+        return [LayerWeights(*(params.get(name) for name in LayerWeights._fields))]
+
+    def options_used(self) -> list[str]:
+        """The names of the keyword-only cell options set away from their defaults."""
+        return [name for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default]
+
+    def recurrent_dropout_mask(self, batch_size: int) -> Tensor | None:
+        """A recurrent-dropout mask ``(B, H)`` to pass as ``recurrent_mask=`` at every step
+        of one sequence (units kept with probability ``1 - p``, scaled ``1 / (1 - p)``);
+        ``None`` in eval mode or without recurrent dropout."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        return recurrent_dropout_mask(self.weight_hh, batch_size, self.hidden_size,
+                                      self.recurrent_dropout)  # fmt: skip
 
     def reset_parameters(self) -> None:
         """Every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), in registration order, as torch
@@ -93,22 +145,53 @@ class LSTMCell(nn.Module):
         init.default_(self, self.forget_bias)
 
     def forward(
-        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+        self,
+        input: Tensor,
+        hx: tuple[Tensor, Tensor] | None = None,
+        *,
+        recurrent_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``(h', c')`` after one step from ``hx`` on ``input``, exactly as nn.LSTMCell."""
+        """``(h', c')`` after one step from ``hx`` on ``input``, exactly as nn.LSTMCell.
+
+        ``recurrent_mask`` (keyword-only): ``(B, H)`` (``(H,)`` unbatched), multiplies
+        ``h`` before ``W_hh``; see :meth:`recurrent_dropout_mask`. Required in training
+        with ``recurrent_dropout > 0``.
+        """
         x, (h, c), batched = self._normalize(input, hx)
         (w,) = self.layer_weights()
         xg = input_projection(x, w)  # (B, 4H)
-        options = w.options(self.gate_clip, self.cell_clip)
+        mask = self._check_mask(recurrent_mask, x.shape[0], batched)
+        keep = None
+        if self._zoneout != (0.0, 0.0):
+            keep = zoneout_masks(x, 1, x.shape[0], (self.hidden_size,) * 2, self._zoneout,
+                                 self.training)  # fmt: skip
+        options = w.options(self.gate_clip, self.cell_clip, mask, keep, self.activation,
+                            self.recurrent_activation)  # fmt: skip
         if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
-            h, c = cell_step(xg, h, c, self.weight_hh, peephole=options.peephole,
-                             gate_clip=self.gate_clip, cell_clip=self.cell_clip)  # fmt: skip
+            h, c = cell_step(xg, h, c, self.weight_hh, **options.cell_kwargs(0))
         else:  # the chosen backend's recurrence, over a sequence of length one
             run = select(self.backend, xg[None], options.used())
             _, h, c = run(xg[None], h, c, self.weight_hh, options=options)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c
+
+    def _check_mask(self, mask: Tensor | None, batch: int, batched: bool) -> Tensor | None:
+        """The recurrent mask as ``(B, H)``, after checking it (or that one is needed)."""
+        if mask is None:
+            if self.training and self.recurrent_dropout > 0:
+                raise ValueError(
+                    f"LSTMCell: recurrent_dropout={self.recurrent_dropout} in training needs "
+                    "one mask for the whole sequence: draw mask = "
+                    "cell.recurrent_dropout_mask(batch_size) once and pass "
+                    "recurrent_mask=mask at every step"
+                )
+            return None
+        want = (batch, self.hidden_size) if batched else (self.hidden_size,)
+        if not isinstance(mask, Tensor) or tuple(mask.shape) != want:
+            got = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"LSTMCell: recurrent_mask should have shape {want}, got {got}")
+        return mask if batched else mask.unsqueeze(0)
 
     def _normalize(self, input: Tensor, hx: object) -> tuple[Tensor, tuple[Tensor, Tensor], bool]:
         """nn.LSTMCell's checks, in its order; returns 2-D ``x``, ``(h, c)`` and batchedness."""
@@ -167,9 +250,8 @@ class LSTMCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
-        for option in ("peephole", "gate_clip", "cell_clip", "forget_bias"):
-            if getattr(self, option):
-                s += f", {option}={getattr(self, option)}"
+        for option in self.options_used():
+            s += f", {option}={getattr(self, option)!r}"
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -70,6 +70,10 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
         raise NotImplementedError("lstmkit.onnx: cell_clip has no ONNX LSTM equivalent yet")
     if lstm.zoneout:  # eval-mode zoneout mixes states: not the operator's recurrence
         raise NotImplementedError("lstmkit.onnx: zoneout has no ONNX LSTM equivalent yet")
+    unexported = [o for o in ("layer_norm", "activation", "recurrent_activation")
+                  if o in lstm.options_used()]  # fmt: skip
+    if unexported:
+        raise NotImplementedError(f"lstmkit.onnx: {', '.join(unexported)} is not exported yet")
     if lstm.proj_size and (lstm.peephole or lstm.gate_clip is not None):
         raise NotImplementedError(
             "lstmkit.onnx: peephole or gate_clip together with proj_size is not exported yet"

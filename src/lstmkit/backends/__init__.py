@@ -52,7 +52,7 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
 
 
 COMPILED_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip", "recurrent_mask"})
-ALL_OPTIONS = COMPILED_OPTIONS | {"zoneout"}
+ALL_OPTIONS = COMPILED_OPTIONS | {"zoneout", "layer_norm", "activation", "recurrent_activation"}
 
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),

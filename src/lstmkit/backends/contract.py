@@ -24,7 +24,7 @@ Everything else (layers, directions, dropout, packing, layouts) lives in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 import torch
@@ -63,6 +63,13 @@ class CellOptions:
         on += ["activation"] * (self.activation != "tanh")
         on += ["recurrent_activation"] * (self.recurrent_activation != "sigmoid")
         return tuple(on)
+
+    def cell_kwargs(self, t: int) -> dict[str, object]:
+        """The keyword arguments of :func:`lstmkit.cell.cell_step` for step ``t``."""
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.zoneout is not None:
+            kwargs["zoneout"] = (self.zoneout[0][t], self.zoneout[1][t])
+        return kwargs
 
     def tensors(self) -> tuple[Tensor | None, ...]:
         """The option tensors as one flat tuple of :data:`TENSOR_SLOTS` entries (``None``

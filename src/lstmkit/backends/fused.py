@@ -121,7 +121,8 @@ class TorchEngine:
                 dc = torch.addcmul(dc, dm, dc_of_dm[t])
             else:  # through h = o act(LN(c) g_c + beta_c)
                 dnorm = torch.mul(dm, dc_of_dm[t], out=grads.dnorm_c[t])
-                dc = dc + _normalize_backward(dnorm * opt.layer_norm[1], buf.c_hat[t], buf.c_rstd[t])
+                dnorm = dnorm * opt.layer_norm[1]
+                dc = dc + _normalize_backward(dnorm, buf.c_hat[t], buf.c_rstd[t])
             if opt.peephole is not None:  # o saw c_t
                 dc = dc.addcmul_(dzo, opt.peephole[2])
             if c_kept is not None:  # a clamped c_t passes no gradient to its update

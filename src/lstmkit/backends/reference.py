@@ -32,19 +32,11 @@ def run_recurrence(
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
     xs = xg.unbind(0)  # T x (B, 4H); never xg[t] under autograd (see PERFORMANCE.md)
     valid = None if lengths is None else valid_mask(lengths, xg.shape[0]).unbind(0)
-    zo = None if options.zoneout is None else tuple(k.unbind(0) for k in options.zoneout)
     h, c = h0, c0
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        h_new, c_new = cell_step(
-            xs[t], h, c, weight_hh, weight_hr, peephole=options.peephole,
-            gate_clip=options.gate_clip, cell_clip=options.cell_clip,
-            recurrent_mask=options.recurrent_mask,
-            zoneout=None if zo is None else (zo[0][t], zo[1][t]),
-            layer_norm=options.layer_norm, activation=options.activation,
-            recurrent_activation=options.recurrent_activation,
-        )  # fmt: skip
+        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, **options.cell_kwargs(t))
         if valid is None:
             h, c = h_new, c_new
             ys[t], cs[t] = h, c

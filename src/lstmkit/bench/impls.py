@@ -110,6 +110,9 @@ OPTIONS: dict[str, dict[str, object]] = {
     "cell_clip": {"cell_clip": 10.0},
     "recurrent_dropout": {"recurrent_dropout": 0.25},  # modules time in training mode
     "zoneout": {"zoneout": 0.1},
+    "layer_norm": {"layer_norm": True},
+    "softsign": {"activation": "softsign"},
+    "hardsigmoid": {"recurrent_activation": "hardsigmoid"},
 }
 
 

@@ -63,7 +63,8 @@ def cell_step(
     layer_norm: tuple[Tensor, Tensor, Tensor] | None = None,
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
-) -> tuple[Tensor, Tensor]:
+    return_gates: bool = False,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
     """One LSTM step from the projected input.
 
     Args:
@@ -88,6 +89,8 @@ def cell_step(
             (``xg`` then already holds ``LN(x_t W_ih^T) * g_ih + b``).
         activation: for ``g`` and for ``c_t`` before ``o`` (``tanh``, ``relu``, ``softsign``).
         recurrent_activation: for ``i, f, o`` (``sigmoid``, ``hardsigmoid``).
+        return_gates: also return the activated gates ``(i, f, g, o)``, each ``(B, H)``
+            (to look inside the cell: :mod:`lstmkit.trace`).
 
     Returns:
         ``(h_t, c_t)`` with shapes ``(B, P)`` and ``(B, H)``.
@@ -131,4 +134,6 @@ def cell_step(
     if zoneout is not None:
         h = torch.lerp(h, h_prev, zoneout[0])
         c = torch.lerp(c, c_prev, zoneout[1])
+    if return_gates:
+        return h, c, (i, f, g, o)
     return h, c

@@ -1,10 +1,12 @@
-"""The ``lstmkit`` command line: ``lstmkit lab`` and ``lstmkit bench``."""
+"""The ``lstmkit`` command line: ``lstmkit lab``, ``lstmkit bench`` and ``lstmkit train``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +18,15 @@ def build_parser() -> argparse.ArgumentParser:
         "lab", help='run the lab "The LSTM layer" cell by cell, checked against nn.LSTM'
     )
     lab.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    lab.add_argument("--plot", type=Path, metavar="DIR",
+                     help="also write PNGs of the exercise's gates, c and h over time into DIR "
+                     "(needs matplotlib: pip install 'lstmkit[train]')")  # fmt: skip
+    train = commands.add_parser(
+        "train", help="train a small model on a real dataset (needs lstmkit[train])"
+    )
+    from .train.command import add_arguments
+
+    add_arguments(train)
     bench = commands.add_parser(
         "bench", help="time lstmkit's backends against nn.LSTM (and onnxruntime) in one run"
     )
@@ -44,8 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "lab":
         from .lab import TOLERANCE, run_lab
 
-        lab = run_lab(seed=args.seed)
+        if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+            print("lstmkit lab --plot needs matplotlib: pip install 'lstmkit[train]'",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        lab = run_lab(seed=args.seed, plot=args.plot)
         return 0 if max(lab.diffs.values()) < TOLERANCE else 1
+    if args.command == "train":
+        from .train.command import run
+
+        return run(args)
     if args.command == "bench":
         return bench(args)
     return 2

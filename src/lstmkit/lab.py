@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -60,8 +61,12 @@ def twin(lstm: LSTM) -> nn.LSTM:
 
 
 @torch.no_grad()
-def run_lab(seed: int = 0, write: Callable[[str], None] = print) -> Walkthrough:
-    """Run every cell of the lab; returns the walkthrough with its recorded differences."""
+def run_lab(
+    seed: int = 0, write: Callable[[str], None] = print, plot: Path | None = None
+) -> Walkthrough:
+    """Run every cell of the lab; returns the walkthrough with its recorded differences.
+    With ``plot``, also write ``gates.png`` there: the exercise's first sample through
+    each layer (gates i, f, g, o, cell state c, output h over time; needs matplotlib)."""
     torch.manual_seed(seed)
     lab = Walkthrough(write)
 
@@ -163,6 +168,15 @@ def run_lab(seed: int = 0, write: Callable[[str], None] = print) -> Walkthrough:
         (output, h_n, c_n),
         twin(lstm)(x, (init_hidden_states, init_cell_states)),
     )
+
+    if plot is not None:
+        from .trace import trace
+        from .train.plots import gates
+
+        lab.cell("Inside the cell: the exercise's first sample, step by step")
+        path = gates(trace(lstm, x[0]), Path(plot) / "gates.png",
+                     "lab exercise (random weights): sample 0")  # fmt: skip
+        lab.show(f"gates i, f, g, o, cell state c and output h per layer over time: {path}")
 
     worst = max(lab.diffs.values())
     status = "all cells match nn.LSTM" if worst < TOLERANCE else "MISMATCH with nn.LSTM"

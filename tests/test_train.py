@@ -1,0 +1,178 @@
+"""``lstmkit train``: learns real data beyond a naive baseline, resumes exactly, refuses
+bad checkpoints clearly, draws its figures; and the gate trace behind the figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("statsmodels")
+pytest.importorskip("sklearn")
+pytest.importorskip("safetensors")
+pytest.importorskip("matplotlib")
+
+import matplotlib.image
+from safetensors.torch import load_file
+
+import lstmkit
+from lstmkit.cli import main
+from lstmkit.trace import trace
+
+TINY = ["--quiet", "--hidden-size", "16"]
+
+
+def metrics(directory: Path) -> dict:
+    return json.loads((directory / "metrics.json").read_text())
+
+
+def assert_png(path: Path) -> None:
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, path
+
+
+@pytest.mark.parametrize("task, epochs, hidden", [("co2", "4", "16"), ("digits", "4", "32")])
+def test_tiny_budget_beats_the_naive_baseline(task, epochs, hidden, tmp_path: Path) -> None:
+    args = ["--epochs", epochs, "--hidden-size", hidden, "--out", str(tmp_path), "--quiet"]
+    assert main(["train", "--task", task, *args]) == 0
+    m = metrics(tmp_path)
+    if task == "co2":  # MAE in ppm: lower is better
+        assert m["score"] < 0.8 * m["baseline"], m
+    else:  # accuracy: the majority class gets about 10%
+        assert m["score"] > 0.5 > m["baseline"], m
+    figures = ["curves.png", "gates.png"]
+    figures.append("predictions.png" if task == "co2" else "confusion.png")
+    for name in figures:
+        assert_png(tmp_path / name)
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    """2 epochs, then --resume to 4, equals 4 straight: history, weights, optimizer state.
+    Zoneout and recurrent dropout draw masks from torch's RNG, which the checkpoint keeps."""
+    args = ["train", "--task", "co2", "--zoneout", "0.1", "--recurrent-dropout", "0.2",
+            "--no-plots", *TINY]  # fmt: skip
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main([*args, "--epochs", "4", "--out", str(straight)]) == 0
+    assert main([*args, "--epochs", "2", "--out", str(resumed)]) == 0
+    half = json.loads((resumed / "checkpoint.json").read_text())
+    assert half["epoch"] == 2
+    torch.manual_seed(123)  # the resumed run must not depend on the caller's RNG
+    assert main([*args, "--epochs", "4", "--out", str(resumed), "--resume"]) == 0
+    a, b = metrics(straight), metrics(resumed)
+    assert a["score"] == b["score"] and a["final_loss"] == b["final_loss"]
+    history = [
+        json.loads((d / "checkpoint.json").read_text())["history"] for d in (straight, resumed)
+    ]
+    for x, y in zip(*history, strict=True):
+        assert (x["loss"], x["score"]) == (y["loss"], y["score"])
+    ta, tb = (load_file(str(d / "checkpoint.safetensors")) for d in (straight, resumed))
+    assert ta.keys() == tb.keys()
+    for key in ta:
+        torch.testing.assert_close(ta[key], tb[key], rtol=0, atol=0, msg=key)
+
+
+def _error(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    assert main(args) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_checkpoints_are_refused_clearly(tmp_path: Path, capsys) -> None:
+    args = ["train", "--task", "co2", "--epochs", "1", "--no-plots", "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    resume = [*args[:4], "2", *args[5:], "--resume"]
+    weights, meta = tmp_path / "checkpoint.safetensors", tmp_path / "checkpoint.json"
+    good_weights, good_meta = weights.read_bytes(), meta.read_text()
+
+    err = _error([*resume, "--hidden-size", "24"], capsys)  # another configuration
+    assert "another configuration" in err and "hidden_size: checkpoint 16, this run 24" in err
+    err = _error([*resume, "--layer-norm"], capsys)
+    assert "another configuration" in err and "layer_norm" in err
+
+    corrupt = bytearray(good_weights)
+    corrupt[-3] ^= 0xFF  # one flipped bit in the tensor data
+    weights.write_bytes(bytes(corrupt))
+    assert "does not match the checksum" in _error(resume, capsys)
+
+    weights.write_bytes(good_weights[:100])  # truncated, checksum updated to match
+    import hashlib
+
+    meta.write_text(good_meta.replace(json.loads(good_meta)["sha256"],
+                                      hashlib.sha256(good_weights[:100]).hexdigest()))  # fmt: skip
+    assert "cannot be read" in _error(resume, capsys)
+
+    weights.write_bytes(good_weights)
+    meta.write_text(good_meta[:50])
+    assert "is not valid JSON" in _error(resume, capsys)
+    meta.unlink()
+    assert "missing checkpoint.json" in _error(resume, capsys)
+
+    meta.write_text(good_meta)  # intact again: resumes
+    assert main(resume) == 0
+    assert json.loads(meta.read_text())["epoch"] == 2
+
+
+def test_compare_trains_each_variant_on_the_same_data(tmp_path: Path, capsys) -> None:
+    args = ["train", "--task", "co2", "--epochs", "2", "--out", str(tmp_path), *TINY,
+            "--compare", "vanilla,layer_norm,zoneout"]  # fmt: skip
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    for name in ("vanilla", "layer_norm", "zoneout"):
+        assert name in table
+        m = metrics(tmp_path / name)
+        assert m["variant"] == name and m["baseline"] == metrics(tmp_path / "vanilla")["baseline"]
+    assert metrics(tmp_path / "layer_norm")["config"]["lstm"] == {"layer_norm": True}
+    assert_png(tmp_path / "compare_curves.png")
+    assert_png(tmp_path / "compare_predictions.png")
+    assert "unknown variant" in _error([*args[:-1], "vanilla,bogus"], capsys)
+
+
+def test_missing_dependencies_are_named(monkeypatch, capsys) -> None:
+    import lstmkit.train.command as command
+
+    monkeypatch.setattr(command, "missing_dependencies", lambda: ["statsmodels", "safetensors"])
+    err = _error(["train", "--task", "co2"], capsys)
+    assert "statsmodels, safetensors" in err and "pip install 'lstmkit[train]'" in err
+
+
+def test_bad_arguments(tmp_path: Path, capsys) -> None:
+    err = _error(["train", "--epochs", "0", "--out", str(tmp_path), "--quiet"], capsys)
+    assert "--epochs must be at least 1, got 0" in err
+    err = _error(["train", "--activation", "gelu", "--out", str(tmp_path), "--quiet"], capsys)
+    assert "activation must be one of" in err
+
+
+def test_trace_gates_are_the_cells(tmp_path: Path) -> None:
+    """The traced gates, recomputed by hand from nn.LSTM's weights and states."""
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(3, 4, num_layers=2)
+    oracle = lstm.to_torch()
+    x = torch.randn(6, 3)
+    t = trace(lstm, x)
+    layer_in = x
+    for k, layer in enumerate(t.layers):
+        W, R = getattr(oracle, f"weight_ih_l{k}"), getattr(oracle, f"weight_hh_l{k}")
+        b = getattr(oracle, f"bias_ih_l{k}") + getattr(oracle, f"bias_hh_l{k}")
+        with torch.no_grad():
+            sub = torch.nn.LSTM(layer_in.shape[1], 4)
+            sub.load_state_dict({"weight_ih_l0": W, "weight_hh_l0": R,
+                                 "bias_ih_l0": getattr(oracle, f"bias_ih_l{k}"),
+                                 "bias_hh_l0": getattr(oracle, f"bias_hh_l{k}")})  # fmt: skip
+            hs, _ = sub(layer_in)  # (T, H): nn.LSTM's own states for this layer
+            h_prev = torch.cat([torch.zeros(1, 4), hs[:-1]])
+            z = layer_in @ W.T + b + h_prev @ R.T
+        torch.testing.assert_close(layer.i, torch.sigmoid(z[:, :4]))
+        torch.testing.assert_close(layer.f, torch.sigmoid(z[:, 4:8]))
+        torch.testing.assert_close(layer.g, torch.tanh(z[:, 8:12]))
+        torch.testing.assert_close(layer.o, torch.sigmoid(z[:, 12:]))
+        torch.testing.assert_close(layer.h, hs)
+        layer_in = hs
+    with pytest.raises(ValueError, match=r"one sequence \(T, I\)"):
+        trace(lstm, torch.randn(2, 6, 3))
+
+
+def test_lab_plot_writes_the_gates(tmp_path: Path, capsys) -> None:
+    assert main(["lab", "--plot", str(tmp_path)]) == 0
+    assert_png(tmp_path / "gates.png")
+    assert "gates.png" in capsys.readouterr().out

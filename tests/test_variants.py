@@ -93,10 +93,6 @@ def test_variants_follow_their_equations(options: dict, backend: str) -> None:
     _perturb_(lstm, scale=3.0)
     x = torch.randn(6, 2, 3, dtype=D64) * 2
     h0, c0 = torch.randn(1, 2, 4, dtype=D64), torch.randn(1, 2, 4, dtype=D64)
-    if backend == "compiled":
-        with pytest.raises(NotImplementedError, match="does not implement"):
-            lstm(x, (h0, c0))
-        return
     out, (h, c) = lstm(x, (h0, c0))
     ys, h_ref, c_ref = by_equations(lstm, x, h0[0], c0[0])
     torch.testing.assert_close(out, ys, rtol=1e-12, atol=1e-12)
@@ -143,13 +139,6 @@ FEATURES = [
 ]
 
 
-def _uses(backend: str, options: dict) -> bool:
-    """Whether ``backend`` implements every option in ``options``."""
-    names = {"recurrent_dropout": "recurrent_mask"}
-    wanted = {names.get(k, k) for k in options}
-    return BACKENDS[backend].options.issuperset(wanted)
-
-
 def _run(model, x, features, seed):
     """Output, final state, every step's state; in the caller's layout."""
     lens = torch.tensor([5, 2, 4, 1, 3, 5, 5, 2, 1, 4, 3, 3])[: x.shape[1]]
@@ -180,12 +169,6 @@ def test_every_option_with_every_feature(options: dict, features: dict, fast: st
     ref = lstmkit.LSTM(3, 5, batch_first=batch_first, backend="reference", dtype=D64,
                        **kwargs, **options)  # fmt: skip
     _perturb_(ref, scale=2.0, seed=len(str(features)))
-    if not _uses(fast, options):  # auto falls back to a backend that has them
-        model = lstmkit.LSTM(3, 5, batch_first=batch_first, backend=fast, dtype=D64,
-                             **kwargs, **options)  # fmt: skip
-        with pytest.raises(NotImplementedError, match="does not implement"):
-            _run(model, torch.randn(5, 4, 3, dtype=D64), features, 0)
-        fast = "auto"
     model = lstmkit.LSTM(3, 5, batch_first=batch_first, backend=fast, dtype=D64,
                          **kwargs, **options)  # fmt: skip
     model.load_state_dict(ref.state_dict())
@@ -205,7 +188,6 @@ def test_every_option_with_every_feature(options: dict, features: dict, fast: st
 
 
 @pytest.mark.parametrize("options", [*VARIANTS, dict(layer_norm=True, peephole=True)], ids=str)
-@pytest.mark.parametrize("backend", ["reference", "fused"])
 def test_gradcheck_and_gradgradcheck(options: dict, backend: str) -> None:
     torch.manual_seed(1)
     lstm = lstmkit.LSTM(2, 3, bidirectional=True, proj_size=2, dtype=D64, backend=backend,
@@ -249,8 +231,6 @@ def test_cell_and_step_with_every_option_equal_the_layer(backend: str) -> None:
     training with the same recurrent-dropout mask and no zoneout."""
     opts = dict(layer_norm=True, peephole=True, gate_clip=1.1, cell_clip=0.9,
                 activation="softsign", recurrent_activation="hardsigmoid")  # fmt: skip
-    if backend == "compiled":
-        backend = "auto"
     for extra, training in ((dict(zoneout=(0.2, 0.4)), False), (dict(recurrent_dropout=0.3), True)):
         lstm = lstmkit.LSTM(3, 4, dtype=D64, **opts, **extra).train(training)
         _perturb_(lstm, scale=2.0)
@@ -329,13 +309,41 @@ def test_variant_errors(kwargs: dict, error: type, message: str) -> None:
             module(3, 4, **kwargs)
 
 
-def test_compiled_refuses_and_auto_runs_fused() -> None:
-    from lstmkit.backends import select
+def test_auto_runs_every_option_on_the_compiled_backend() -> None:
+    from lstmkit.backends import ALL_OPTIONS, select
 
-    assert "layer_norm" not in COMPILED_OPTIONS
+    assert COMPILED_OPTIONS == ALL_OPTIONS
     x = torch.zeros(3, 2, 16)
-    for used in (("layer_norm",), ("activation",), ("recurrent_activation",)):
-        assert select("auto", x, used) is BACKENDS["fused"].run
+    for used in (("layer_norm",), ("activation", "recurrent_activation"), ("zoneout",)):
+        assert select("auto", x, used) is BACKENDS["compiled"].run
+
+
+@pytest.mark.parametrize("batch", [4, 12])  # the compiled backend's two regimes
+@pytest.mark.parametrize("backend", ["fused", "compiled"])
+def test_float32_with_every_option_against_float64(batch: int, backend: str) -> None:
+    """float32 kernels (the rational tanh, float64-summed layer-norm statistics) stay
+    within float32 accuracy of the float64 reference: outputs and every gradient."""
+    opts = dict(layer_norm=True, peephole=True, gate_clip=2.0, cell_clip=1.5,
+                activation="softsign", recurrent_activation="hardsigmoid", zoneout=0.1)  # fmt: skip
+    ref = lstmkit.LSTM(8, 16, num_layers=2, bidirectional=True, proj_size=6, dtype=D64,
+                       backend="reference", **opts).eval()  # fmt: skip
+    _perturb_(ref, scale=2.0)
+    ours = lstmkit.LSTM(8, 16, num_layers=2, bidirectional=True, proj_size=6, backend=backend,
+                        **opts).eval()  # fmt: skip
+    ours.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
+    x = torch.randn(20, batch, 8, dtype=D64)
+    results = []
+    for model, dtype in ((ref, D64), (ours, torch.float32)):
+        inp = x.to(dtype).requires_grad_()
+        out, (h, c) = model(inp, lengths=torch.arange(batch) % 20 + 1)
+        w = torch.Generator().manual_seed(3)
+        loss = sum((t * torch.randn(t.shape, generator=w, dtype=D64).to(dtype)).sum()
+                   for t in (out, h, c))  # fmt: skip
+        grads = torch.autograd.grad(loss, [inp, *model.parameters()])
+        results.append([t.double() for t in (out, h, c, *grads)])
+    for k, (a, b) in enumerate(zip(*results, strict=True)):
+        scale = a.abs().max().item() + 1
+        torch.testing.assert_close(b, a, rtol=0, atol=2e-5 * scale, msg=f"#{k}")
 
 
 def test_layer_norm_refused_where_it_has_no_equivalent() -> None:

@@ -35,10 +35,6 @@ def test_zoneout_follows_the_equations(training: bool, backend: str) -> None:
     (w,) = lstm.layer_weights()
     x, h0, c0 = (torch.randn(s, dtype=D64) for s in ((6, 4, 3), (4, 5), (4, 5)))
     keep = zoneout_masks(x, 6, 4, (5, 5), (0.3, 0.6), training)
-    if backend == "compiled":
-        with pytest.raises(NotImplementedError, match="does not implement zoneout"):
-            functional.lstm(x, (h0[None], c0[None]), [w], backend=backend, zoneout_keep=[keep])
-        return
     out, (h, c) = functional.lstm(
         x, (h0[None], c0[None]), [w], backend=backend, zoneout_keep=[keep]
     )
@@ -48,8 +44,9 @@ def test_zoneout_follows_the_equations(training: bool, backend: str) -> None:
     torch.testing.assert_close(c[0], c_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("fast", ["fused", "compiled"])
 @pytest.mark.parametrize("lengths", [False, True])
-def test_fused_matches_reference_under_the_same_masks(lengths: bool) -> None:
+def test_fast_backends_match_reference_under_the_same_masks(lengths: bool, fast: str) -> None:
     torch.manual_seed(1)
     lstm = lstmkit.LSTM(
         3, 5, num_layers=2, bidirectional=True, proj_size=2, peephole=True, dtype=D64
@@ -59,7 +56,7 @@ def test_fused_matches_reference_under_the_same_masks(lengths: bool) -> None:
     keeps = [zoneout_masks(x, 5, 6, (2, 5), (0.4, 0.2), True) for _ in range(4)]
     lens = torch.tensor([5, 2, 4, 1, 3, 5]) if lengths else None
     results = []
-    for backend in ("reference", "fused"):
+    for backend in ("reference", fast):
         out, (h, c), st = functional.lstm(
             x,
             (torch.zeros(4, 6, 2, dtype=D64), torch.zeros(4, 6, 5, dtype=D64)),
@@ -79,7 +76,6 @@ def test_fused_matches_reference_under_the_same_masks(lengths: bool) -> None:
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"tensor {k}")
 
 
-@pytest.mark.parametrize("backend", ["reference", "fused"])
 def test_gradcheck_with_zoneout(backend: str) -> None:
     torch.manual_seed(2)
     lstm = lstmkit.LSTM(2, 3, dtype=D64)

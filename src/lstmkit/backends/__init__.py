@@ -51,8 +51,11 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or compiled.unsupported(xg)
 
 
-COMPILED_OPTIONS = frozenset({"peephole", "gate_clip", "cell_clip", "recurrent_mask"})
-ALL_OPTIONS = COMPILED_OPTIONS | {"zoneout", "layer_norm", "activation", "recurrent_activation"}
+ALL_OPTIONS = frozenset({
+    "peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout", "layer_norm",
+    "activation", "recurrent_activation",
+})  # fmt: skip
+COMPILED_OPTIONS = ALL_OPTIONS
 
 BACKENDS: dict[str, Backend] = {
     "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),

@@ -8,9 +8,11 @@ Two regimes, chosen per call by batch size:
 * larger batches: each step's GEMM runs in torch (:class:`.gemm.StepGemm`) and the whole
   cell (activations, state update, or its derivatives) is one compiled kernel.
 
-The cell options (peepholes, gate and cell clips) go to the kernels as arrays: the
-peepholes ``(3, H)``, the two clip limits, and buffers where the clips record what they
-clamped (all empty when off). float32 uses the vectorised rational ``tanh`` of
+The cell options go to the kernels as arrays (all empty when off): the peepholes
+``(3, H)``, the two clip limits and buffers where the clips record what they clamped,
+the recurrent-dropout mask, the activation codes, the layer-norm gains with buffers for
+the normalised values, zoneout's keep weights (the per-step regime mixes them in
+:class:`.steps.ForwardSteps`). float32 uses the vectorised rational ``tanh`` of
 :mod:`.kernels` (max error 5.1e-7); float64 uses libm. CPU only; ``unsupported`` says why
 a call cannot run here.
 """
@@ -61,14 +63,36 @@ def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     return t.detach().numpy()
 
 
-def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """The kernels' option arrays: peepholes ``(3, H)`` (or empty) and the two clips."""
+def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
+    the activation codes."""
     opt = buf.options
     peep = np.empty((0, 0), _NUMPY[dtype])
     if opt.peephole is not None:
         peep = torch.stack([w.detach() for w in opt.peephole]).numpy()
     limits = [np.inf if v is None else v for v in (opt.gate_clip, opt.cell_clip)]
-    return peep, np.array(limits, _NUMPY[dtype])
+    kinds = np.array(
+        [kernels.GATE_KINDS[opt.recurrent_activation], kernels.CELL_KINDS[opt.activation]]
+    )
+    return peep, np.array(limits, _NUMPY[dtype]), kinds
+
+
+def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    """Layer normalisation for the kernels: the gains and bias, then the (T, B, N)
+    buffers of the normalised values and 1/std (all empty when off)."""
+    gains = buf.options.layer_norm or (None, None, None)
+    return (
+        *(_np(None if g is None else g.detach(), dtype, 1) for g in gains),
+        *(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
+    )
+
+
+def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
+    buffer (empty when off)."""
+    keep = buf.options.zoneout or (None, None)
+    return (*(_np(None if k is None else k.contiguous(), dtype, 3) for k in keep),
+            _np(buf.c_new, dtype, 3))  # fmt: skip
 
 
 class NumbaEngine:
@@ -84,7 +108,8 @@ class NumbaEngine:
         buf: Buffers,
     ) -> None:
         T, B, _ = xg.shape
-        peep, clips = _options(buf, xg.dtype)
+        peep, clips, kinds = _options(buf, xg.dtype)
+        norm = _norm(buf, xg.dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_forward(
@@ -92,7 +117,8 @@ class NumbaEngine:
                 _np(None if w_hr is None else w_hr.contiguous(), xg.dtype), _valid(valid),
                 reverse,
                 *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
-                peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, xg.dtype),
+                peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, xg.dtype), kinds, norm,
+                _zoneout(buf, xg.dtype),
             )  # fmt: skip
             return
         around = ForwardSteps(w_hh, w_hr, valid, buf)
@@ -106,7 +132,7 @@ class NumbaEngine:
             m = hs[nxt] if ms is None else ms[t]
             kernels.step_forward(
                 hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m, peep, clips,
-                _at(gmasks, t), _at(cmasks, t),
+                _at(gmasks, t), _at(cmasks, t), kinds, (*norm[:3], *(_at(x, t) for x in norm[3:])),
             )  # fmt: skip
             around.finish(t, prev, nxt)
 
@@ -126,7 +152,9 @@ class NumbaEngine:
         dgates, dhs = grads.dgates, grads.dhs
         T, B, _ = dgates.shape
         dtype = dgates.dtype
-        peep, _ = _options(buf, dtype)
+        peep, _, kinds = _options(buf, dtype)
+        norm = _norm(buf, dtype)
+        drec, dnorm_c = (_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c))
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         if B <= SEQUENCE_MAX_BATCH:
             kernels.sequence_backward(
@@ -134,10 +162,12 @@ class NumbaEngine:
                 _np(w_hh.contiguous(), dtype),
                 _np(None if w_hr is None else w_hr.contiguous(), dtype), _valid(valid), reverse,
                 *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
-                peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype),
+                peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds, norm,
+                _zoneout(buf, dtype), drec, dnorm_c,
             )  # fmt: skip
             return dh, dc
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, buf.options.recurrent_mask)
+        opt = buf.options
+        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, opt.recurrent_mask, opt.zoneout)
         acts, cs, tanh_cs, dg = (x.numpy() for x in (buf.acts, buf.cs, buf.tanh_cs, dgates))
         for t in steps(T, reverse, backward=True):
             prev, _ = slots(t, reverse)
@@ -145,15 +175,16 @@ class NumbaEngine:
             dc = dc.contiguous()  # the kernel turns it into dL/dc_{t-1} in place
             kernels.step_backward(
                 dm.contiguous().numpy(), dc.numpy(), acts[t], cs[prev], tanh_cs[t], dg[t], peep,
-                _at(gmasks, t), _at(cmasks, t),
+                _at(gmasks, t), _at(cmasks, t), kinds,
+                (*norm[:3], *(_at(x, t) for x in norm[3:])), _at(drec, t), _at(dnorm_c, t),
             )  # fmt: skip
-            dh, dc = around.leave(dgates[t], dc)
+            dh, dc = around.leave(dgates[t] if grads.drec is None else grads.drec[t], dc)
         return dh, dc
 
 
-def _at(masks: np.ndarray, t: int) -> np.ndarray:
-    """Step ``t`` of a (T, B, N) mask array, or the empty "off" marker."""
-    return masks[t] if masks.shape[0] else _NO_VALID
+def _at(array: np.ndarray, t: int) -> np.ndarray:
+    """Step ``t`` of a (T, B, N) array, or the empty "off" marker of its dtype."""
+    return array[t] if array.shape[0] else np.empty((0, 0), array.dtype)
 
 
 def _valid(valid: Tensor | None) -> np.ndarray:

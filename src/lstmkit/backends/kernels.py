@@ -30,6 +30,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ..cell import LN_EPS
+
 CLAMP = 9.0
 P = (
     0.9999999318770489, -0.15887455503783432, 0.031426218043484805, 0.007945183908984663,
@@ -85,6 +87,107 @@ def sigmoid(x):
     return half * tanh(half * x) + half
 
 
+#: Activation codes the kernels take (see :mod:`lstmkit.activations`).
+GATE_KINDS = {"sigmoid": 0, "hardsigmoid": 1}
+CELL_KINDS = {"tanh": 0, "relu": 1, "softsign": 2}
+
+
+@njit(inline="always", error_model="numpy")
+def gate_act_row(z, out, kind):
+    """``out = recurrent_activation(z)``: sigmoid (0) or torch's hardsigmoid (1). The
+    branch is outside the loops so that each loop vectorises."""
+    if kind == 0:
+        for j in range(z.shape[0]):
+            out[j] = sigmoid(z[j])
+    else:
+        three = one(z[0]) + one(z[0]) + one(z[0])
+        for j in range(z.shape[0]):
+            out[j] = min(max(z[j] + three, three - three), three + three) / (three + three)
+
+
+@njit(inline="always", error_model="numpy")
+def cell_act_row(z, out, kind):
+    """``out = activation(z)``: tanh (0), relu (1) or softsign (2)."""
+    if kind == 0:
+        for j in range(z.shape[0]):
+            out[j] = tanh(z[j])
+    elif kind == 1:
+        for j in range(z.shape[0]):
+            out[j] = max(z[j], z[j] - z[j])
+    else:
+        for j in range(z.shape[0]):
+            out[j] = z[j] / (one(z[j]) + abs(z[j]))
+
+
+@njit(inline="always", error_model="numpy")
+def gate_slope_times(y, a, b, out, kind):
+    """``out = a * b * d recurrent_activation / dx``, the slope from the output ``y``."""
+    if kind == 0:
+        for j in range(y.shape[0]):
+            out[j] = a[j] * b[j] * y[j] * (one(y[j]) - y[j])
+    else:
+        for j in range(y.shape[0]):
+            u = one(y[j])
+            inside = y[j] > u - u and y[j] < u
+            out[j] = a[j] * b[j] / (u + u + u + u + u + u) if inside else u - u
+
+
+@njit(inline="always", error_model="numpy")
+def cell_slope_times(y, a, b, out, kind):
+    """``out = a * b * d activation / dx``, the slope from the output ``y``."""
+    if kind == 0:
+        for j in range(y.shape[0]):
+            out[j] = a[j] * b[j] * (one(y[j]) - y[j] * y[j])
+    elif kind == 1:
+        for j in range(y.shape[0]):
+            out[j] = a[j] * b[j] if y[j] > 0 else y[j] - y[j]
+    else:
+        for j in range(y.shape[0]):
+            s = one(y[j]) - abs(y[j])
+            out[j] = a[j] * b[j] * s * s
+
+
+@njit(inline="always", error_model="numpy")
+def _normalize_row(z, hat, rstd):
+    """``hat = (z - mean) / sqrt(var + eps)`` over the row (biased variance); its
+    ``1/sqrt(var + eps)`` into ``rstd[0]``. The statistics are summed in float64."""
+    n = z.shape[0]
+    mean = 0.0
+    for j in range(n):
+        mean += z[j]
+    mean /= n
+    var = 0.0
+    for j in range(n):
+        var += (z[j] - mean) * (z[j] - mean)
+    rstd[0] = 1.0 / math.sqrt(var / n + LN_EPS)
+    r = rstd[0]
+    for j in range(n):
+        hat[j] = (z[j] - mean) * r
+
+
+@njit(inline="always", error_model="numpy")
+def _normalize_row_backward(dy, gain, hat, rstd, out, accumulate):
+    """dL/dz of ``y = hat * gain`` (:func:`_normalize_row`) from ``dy``:
+    ``rstd (dhat - mean(dhat) - hat mean(dhat hat))`` with ``dhat = dy gain``; added to
+    ``out`` when ``accumulate``, else written."""
+    n = dy.shape[0]
+    a = 0.0
+    b = 0.0
+    for j in range(n):
+        a += dy[j] * gain[j]
+    for j in range(n):
+        b += dy[j] * gain[j] * hat[j]
+    a /= n
+    b /= n
+    r = rstd[0]
+    if accumulate:
+        for j in range(n):
+            out[j] += r * (dy[j] * gain[j] - a - hat[j] * b)
+    else:
+        for j in range(n):
+            out[j] = r * (dy[j] * gain[j] - a - hat[j] * b)
+
+
 # The row kernels are split into short loops over at most four arrays each: with more,
 # the compiler cannot prove the arrays do not overlap and leaves the loop scalar (5x slower).
 
@@ -99,15 +202,26 @@ def _clip_row(z, limit, clipped):
 
 
 @njit(inline="always", error_model="numpy")
-def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
+def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, kinds, norm):
     """One row of one step from ``hw = h_{t-1} W_hh^T`` (overwritten with the
     pre-activations) and ``xg = x_t W_ih^T + b``. Options: ``peep`` (3, H) = w_ci, w_cf,
     w_co or (0, 0); ``clips`` = (gate_clip, cell_clip), inf when off; ``gmask`` (4H,),
-    ``cmask`` (H,) receive where a clip acted (empty when that clip is off)."""
+    ``cmask`` (H,) receive where a clip acted (empty when that clip is off); ``kinds`` =
+    (gate, cell) activation codes; ``norm`` = (g_hh (4H,), g_c (H,), beta_c (H,), and
+    this row's rec_hat (4H,), rec_rstd (1,), c_hat (H,), c_rstd (1,)), all empty
+    without layer normalisation; ``tanh_c`` receives activation(c), or
+    activation(LN(c) g_c + beta_c)."""
     H = c.shape[0]
+    gk, ck = kinds[0], kinds[1]
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     peephole = peep.shape[0] > 0
-    for j in range(4 * H):
-        hw[j] += xg[j]
+    if g_hh.shape[0] > 0:  # xg + LN(h W_hh^T) g_hh
+        _normalize_row(hw, rec_hat, rec_rstd)
+        for j in range(4 * H):
+            hw[j] = rec_hat[j] * g_hh[j] + xg[j]
+    else:
+        for j in range(4 * H):
+            hw[j] += xg[j]
     if peephole:  # i, f see c_{t-1}
         for j in range(H):
             hw[j] += peep[0, j] * c_prev[j]
@@ -116,12 +230,9 @@ def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
     if gmask.shape[0] > 0:  # o waits for c_t when it has a peephole
         early = 3 * H if peephole else 4 * H
         _clip_row(hw[:early], clips[0], gmask[:early])
-    for j in range(2 * H):
-        acts[j] = sigmoid(hw[j])  # i, f
-    for j in range(2 * H, 3 * H):
-        acts[j] = tanh(hw[j])  # g
-    for j in range(3 * H, 4 * H):
-        acts[j] = sigmoid(hw[j])  # o (again below with a peephole)
+    gate_act_row(hw[: 2 * H], acts[: 2 * H], gk)  # i, f
+    cell_act_row(hw[2 * H : 3 * H], acts[2 * H : 3 * H], ck)  # g
+    gate_act_row(hw[3 * H :], acts[3 * H :], gk)  # o (again below with a peephole)
     i, f, g, o = acts[:H], acts[H : 2 * H], acts[2 * H : 3 * H], acts[3 * H :]
     for j in range(H):
         c[j] = f[j] * c_prev[j] + i[j] * g[j]
@@ -133,41 +244,49 @@ def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
             zo[j] += peep[2, j] * c[j]
         if gmask.shape[0] > 0:
             _clip_row(zo, clips[0], gmask[3 * H :])
+        gate_act_row(zo, o, gk)
+    if g_c.shape[0] > 0:  # activation(LN(c_t) g_c + beta_c)
+        _normalize_row(c, c_hat, c_rstd)
         for j in range(H):
-            o[j] = sigmoid(zo[j])
-    for j in range(H):
-        tanh_c[j] = tanh(c[j])
+            tanh_c[j] = c_hat[j] * g_c[j] + b_c[j]
+        cell_act_row(tanh_c, tanh_c, ck)
+    else:
+        cell_act_row(c, tanh_c, ck)
     for j in range(H):
         m[j] = o[j] * tanh_c[j]
 
 
 @njit(inline="always", error_model="numpy")
-def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask):
+def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds, norm,
+                 drec, dnorm_c):  # fmt: skip
     """The derivatives of :func:`forward_row`: ``dc`` enters as dL/dc_t (without the
-    path through h_t) and leaves as dL/dc_{t-1}."""
+    path through h_t) and leaves as dL/dc_{t-1}. With layer normalisation ``dnorm_c``
+    receives dL/d(LN(c_t) g_c + beta_c) and ``drec`` dL/d(h_{t-1} W_hh^T)."""
     H = dc.shape[0]
-    u = one(dc[0])
+    gk, ck = kinds[0], kinds[1]
+    g_hh, g_c, _, rec_hat, rec_rstd, c_hat, c_rstd = norm
     i, f, g, o = acts[:H], acts[H : 2 * H], acts[2 * H : 3 * H], acts[3 * H :]
     di, df, dg, do = dgates[:H], dgates[H : 2 * H], dgates[2 * H : 3 * H], dgates[3 * H :]
-    for j in range(H):
-        do[j] = dm[j] * tanh_c[j] * o[j] * (u - o[j])
+    gate_slope_times(o, dm, tanh_c, do, gk)
     if gmask.shape[0] > 0:
         for j in range(H):
             do[j] = 0.0 if gmask[3 * H + j] else do[j]
-    for j in range(H):
-        dc[j] += dm[j] * o[j] * (u - tanh_c[j] * tanh_c[j])
+    if g_c.shape[0] > 0:  # through h = o act(LN(c) g_c + beta_c)
+        cell_slope_times(tanh_c, dm, o, dnorm_c, ck)
+        _normalize_row_backward(dnorm_c, g_c, c_hat, c_rstd, dc, True)
+    else:  # through h = o act(c); dg is scratch until it is due
+        cell_slope_times(tanh_c, dm, o, dg, ck)
+        for j in range(H):
+            dc[j] += dg[j]
     if peep.shape[0] > 0:  # o saw c_t
         for j in range(H):
             dc[j] += do[j] * peep[2, j]
     if cmask.shape[0] > 0:  # a clamped c_t passes no gradient to its update
         for j in range(H):
             dc[j] = 0.0 if cmask[j] else dc[j]
-    for j in range(H):
-        di[j] = dc[j] * g[j] * i[j] * (u - i[j])
-    for j in range(H):
-        df[j] = dc[j] * c_prev[j] * f[j] * (u - f[j])
-    for j in range(H):
-        dg[j] = dc[j] * i[j] * (u - g[j] * g[j])
+    gate_slope_times(i, dc, g, di, gk)
+    gate_slope_times(f, dc, c_prev, df, gk)
+    cell_slope_times(g, dc, i, dg, ck)
     if gmask.shape[0] > 0:
         for j in range(3 * H):
             dgates[j] = 0.0 if gmask[j] else dgates[j]
@@ -178,22 +297,39 @@ def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask):
             dc[j] += di[j] * peep[0, j]
         for j in range(H):
             dc[j] += df[j] * peep[1, j]
+    if g_hh.shape[0] > 0:  # the recurrent product went through LN * g_hh
+        _normalize_row_backward(dgates, g_hh, rec_hat, rec_rstd, drec, False)
+
+
+@njit(inline="always")
+def _at(a, b):
+    """Row ``b`` of a (B, N) buffer, or the empty "off" marker (a 1-D empty array)."""
+    return a[b] if a.shape[0] > 0 else a.ravel()
+
+
+@njit(inline="always")
+def _at2(a, t, b):
+    """Row ``(t, b)`` of a (T, B, N) buffer, or the empty "off" marker."""
+    return a[t, b] if a.shape[0] > 0 else a.ravel()
 
 
 @njit(cache=True, error_model="numpy")
-def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask):
+def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, kinds, norm):
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     for b in range(hw.shape[0]):
-        gm = gmask[b] if gmask.shape[0] > 0 else gmask.ravel()
-        cm = cmask[b] if cmask.shape[0] > 0 else cmask.ravel()
-        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep, clips, gm, cm)
+        row = (g_hh, g_c, b_c, _at(rec_hat, b), _at(rec_rstd, b), _at(c_hat, b), _at(c_rstd, b))
+        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep, clips,
+                    _at(gmask, b), _at(cmask, b), kinds, row)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
-def step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask):
+def step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds, norm, drec,
+                  dnorm_c):  # fmt: skip
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     for b in range(dm.shape[0]):
-        gm = gmask[b] if gmask.shape[0] > 0 else gmask.ravel()
-        cm = cmask[b] if cmask.shape[0] > 0 else cmask.ravel()
-        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b], peep, gm, cm)
+        row = (g_hh, g_c, b_c, _at(rec_hat, b), _at(rec_rstd, b), _at(c_hat, b), _at(c_rstd, b))
+        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b], peep, _at(gmask, b),
+                     _at(cmask, b), kinds, row, _at(drec, b), _at(dnorm_c, b))  # fmt: skip
 
 
 @njit(inline="always", error_model="numpy")
@@ -223,28 +359,20 @@ FASTMATH = {"reassoc", "contract"}
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def sequence_forward(
-    xg,
-    w_hh,
-    w_hr,
-    valid,
-    reverse,
-    acts,
-    cs,
-    hs,
-    tanh_cs,
-    ms,
-    peep,
-    clips,
-    gmasks,
-    cmasks,
-    rmask,
-):
+    xg, w_hh, w_hr, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks, cmasks,
+    rmask, kinds, norm, zoneout,
+):  # fmt: skip
     """The forward time loop. ``cs[first]``, ``hs[first]`` hold c0, h0 on entry
     (first = T if reverse else 0). ``w_hh`` is (4H, P); ``w_hr`` is (P, H), or (0, 0)
-    without projection; ``valid`` is (T, B) or (0, 0) when every sequence has length T."""
+    without projection; ``valid`` is (T, B) or (0, 0) when every sequence has length T.
+    ``norm`` = (g_hh, g_c, beta_c, rec_hat, rec_rstd, c_hat, c_rstd) with (T, B, N)
+    buffers; ``zoneout`` = (keep_h (T, B, P), keep_c (T, B, H), c_new (T, B, H)); each
+    empty when off."""
     T, B, _ = xg.shape
     project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
+    keep_h, keep_c, c_new = zoneout
     hw = np.empty(xg.shape[2], xg.dtype)
     h_in = np.empty(hs.shape[2], xg.dtype)
     for step in range(T):
@@ -254,8 +382,14 @@ def sequence_forward(
             if masked and not valid[t, b]:  # an ended sequence keeps its state
                 hs[nxt, b] = hs[prev, b]
                 cs[nxt, b] = cs[prev, b]
+                # buffers the backward's reductions read (times a zero gradient): no NaN
                 if project:
-                    ms[t, b] = 0.0  # read by dW_hr = sum dh^T m (with dh = 0 here)
+                    ms[t, b] = 0.0
+                if g_hh.shape[0] > 0:
+                    rec_hat[t, b] = 0.0
+                    c_hat[t, b] = 0.0
+                if keep_h.shape[0] > 0:
+                    c_new[t, b] = 0.0
                 continue
             hw[:] = 0.0
             if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h_{t-1}
@@ -264,46 +398,50 @@ def sequence_forward(
             else:
                 mat_vec(w_hh, hs[prev, b], hw)
             m = ms[t, b] if project else hs[nxt, b]
-            gm = gmasks[t, b] if gmasks.shape[0] > 0 else gmasks.ravel()
-            cm = cmasks[t, b] if cmasks.shape[0] > 0 else cmasks.ravel()
+            row = (g_hh, g_c, b_c, _at2(rec_hat, t, b), _at2(rec_rstd, t, b),
+                   _at2(c_hat, t, b), _at2(c_rstd, t, b))  # fmt: skip
+            gm, cm = _at2(gmasks, t, b), _at2(cmasks, t, b)
             forward_row(hw, xg[t, b], cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m,
-                        peep, clips, gm, cm)  # fmt: skip
+                        peep, clips, gm, cm, kinds, row)  # fmt: skip
             if project:
                 hs[nxt, b] = 0.0
                 mat_vec(w_hr, m, hs[nxt, b])
+            if keep_h.shape[0] > 0:  # zoneout: h_t = h_new + k (h_{t-1} - h_new), likewise c
+                c_new[t, b] = cs[nxt, b]
+                _lerp_row(cs[nxt, b], cs[prev, b], keep_c[t, b])
+                _lerp_row(hs[nxt, b], hs[prev, b], keep_h[t, b])
+
+
+@njit(inline="always", error_model="numpy")
+def _lerp_row(new, old, keep):
+    """``new += keep (old - new)`` in place (torch.lerp(new, old, keep))."""
+    for j in range(new.shape[0]):
+        new[j] += keep[j] * (old[j] - new[j])
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def sequence_backward(
-    dys,
-    dcs,
-    dh,
-    dc,
-    w_hh,
-    w_hr,
-    valid,
-    reverse,
-    acts,
-    cs,
-    tanh_cs,
-    dgates,
-    dhs,
-    peep,
-    gmasks,
-    cmasks,
-    rmask,
-):
+    dys, dcs, dh, dc, w_hh, w_hr, valid, reverse, acts, cs, tanh_cs, dgates, dhs, peep, gmasks,
+    cmasks, rmask, kinds, norm, zoneout, drec, dnorm_c,
+):  # fmt: skip
     """The backward time loop; ``dh``, ``dc`` enter as dL/dh_n, dL/dc_n and leave as
     dL/dh_0, dL/dc_0. ``dcs`` is dL/dc_t (T, B, H), or (0, 0, 0) when the cell states
     are not an output. ``w_hh`` is (4H, P); ``w_hr`` is (P, H) or (0, 0); ``dhs``
-    receives dL/dh_t (used for dW_hr) when projecting."""
+    receives dL/dh_t (used for dW_hr) when projecting; with layer normalisation ``drec``
+    and ``dnorm_c`` receive the gradients of the recurrent product and of the normalised
+    cell state (see :func:`backward_row`)."""
     T, B, G = dgates.shape
     H = G // 4
     project = w_hr.shape[0] > 0
     masked = valid.shape[0] > 0
     cell_grads = dcs.shape[0] > 0
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
+    keep_h, keep_c, _ = zoneout
+    zoned = keep_h.shape[0] > 0
     dm = np.empty(H, dgates.dtype)
     dh_in = np.empty(dh.shape[1], dgates.dtype)
+    kept_h = np.zeros(dh.shape[1], dgates.dtype)
+    kept_c = np.zeros(H, dgates.dtype)
     for step in range(T):
         t = step if reverse else T - 1 - step
         prev = t + 1 if reverse else t
@@ -312,21 +450,33 @@ def sequence_backward(
                 dgates[t, b] = 0.0  # an ended sequence: its state's gradient passes through
                 if project:
                     dhs[t, b] = 0.0
+                if g_hh.shape[0] > 0:
+                    drec[t, b] = 0.0
+                    dnorm_c[t, b] = 0.0
                 continue
             dh_in[:] = dh[b] + dys[t, b]
             if cell_grads:
                 dc[b] += dcs[t, b]
+            if zoned:  # the kept share goes straight to the previous state
+                kept_h[:] = dh_in * keep_h[t, b]
+                kept_c[:] = dc[b] * keep_c[t, b]
+                dh_in -= kept_h
+                dc[b] -= kept_c
             if project:
                 dhs[t, b] = dh_in
                 dm[:] = 0.0
                 vec_mat(dh_in, w_hr, dm)
             else:
                 dm[:] = dh_in
-            gm = gmasks[t, b] if gmasks.shape[0] > 0 else gmasks.ravel()
-            cm = cmasks[t, b] if cmasks.shape[0] > 0 else cmasks.ravel()
-            backward_row(dm, dc[b], acts[t, b], cs[prev, b], tanh_cs[t, b], dgates[t, b],
-                         peep, gm, cm)  # fmt: skip
+            row = (g_hh, g_c, b_c, _at2(rec_hat, t, b), _at2(rec_rstd, t, b),
+                   _at2(c_hat, t, b), _at2(c_rstd, t, b))  # fmt: skip
+            backward_row(dm, dc[b], acts[t, b], cs[prev, b], tanh_cs[t, b], dgates[t, b], peep,
+                         _at2(gmasks, t, b), _at2(cmasks, t, b), kinds, row, _at2(drec, t, b),
+                         _at2(dnorm_c, t, b))  # fmt: skip
             dh[b] = 0.0
-            vec_mat(dgates[t, b], w_hh, dh[b])
+            vec_mat(drec[t, b] if g_hh.shape[0] > 0 else dgates[t, b], w_hh, dh[b])
             if rmask.shape[0] > 0:  # W_hh saw the masked h_{t-1}
                 dh[b] *= rmask[b]
+            if zoned:
+                dh[b] += kept_h
+                dc[b] += kept_c

@@ -203,7 +203,8 @@ def test_gradcheck_and_gradgradcheck(options: dict, backend: str) -> None:
     x = torch.randn(3, 2, 2, dtype=D64, requires_grad=True)
     params = [p.detach().clone().requires_grad_() for p in lstm.parameters()]
     assert torch.autograd.gradcheck(f, (x, *params))
-    assert torch.autograd.gradgradcheck(f, (x, *params))
+    if options == VARIANTS[3]:  # double backward runs the reference's graph: once is enough
+        assert torch.autograd.gradgradcheck(f, (x, *params))
 
 
 def test_layer_norm_parameters_and_init() -> None:

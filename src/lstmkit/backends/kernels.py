@@ -87,6 +87,11 @@ def sigmoid(x):
     return half * tanh(half * x) + half
 
 
+# reorder sums (the dot products, the layer-norm statistics) so they vectorise, fuse
+# multiply-adds; error_model="numpy" (no Python ZeroDivisionError check) lets the
+# compiler vectorise the rational tanh's division.
+FASTMATH = {"reassoc", "contract"}
+
 #: Activation codes the kernels take (see :mod:`lstmkit.activations`).
 GATE_KINDS = {"sigmoid": 0, "hardsigmoid": 1}
 CELL_KINDS = {"tanh": 0, "relu": 1, "softsign": 2}
@@ -313,7 +318,7 @@ def _at2(a, t, b):
     return a[t, b] if a.shape[0] > 0 else a.ravel()
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, kinds, norm):
     g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     for b in range(hw.shape[0]):
@@ -322,7 +327,7 @@ def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, 
                     _at(gmask, b), _at(cmask, b), kinds, row)  # fmt: skip
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds, norm, drec,
                   dnorm_c):  # fmt: skip
     g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
@@ -350,11 +355,6 @@ def vec_mat(x, w, out):
         xk = x[k]
         for n in range(out.shape[0]):
             out[n] += xk * w[k, n]
-
-
-# reorder the dot products' sums, fuse multiply-adds; error_model="numpy" (no Python
-# ZeroDivisionError check) lets the compiler vectorise the rational tanh's division.
-FASTMATH = {"reassoc", "contract"}
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")

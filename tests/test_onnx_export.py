@@ -85,10 +85,17 @@ def test_projection_exports_as_scan_without_state_inputs() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [dict(peephole=True), dict(gate_clip=0.7), dict(peephole=True, gate_clip=0.5)],
+    [
+        dict(peephole=True),
+        dict(gate_clip=0.7),
+        dict(peephole=True, gate_clip=0.5),
+        dict(activation="softsign", recurrent_activation="hardsigmoid"),
+        dict(activation="relu", peephole=True),
+        dict(recurrent_activation="hardsigmoid", gate_clip=2.0),
+    ],
     ids=str,
 )
-def test_export_peepholes_and_gate_clip_to_the_operator(options: dict) -> None:
+def test_export_cell_options_to_the_operator(options: dict) -> None:
     torch.manual_seed(2)
     lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=True, **options).eval()
     with torch.no_grad():
@@ -108,5 +115,9 @@ def test_options_without_an_operator_equivalent_are_refused() -> None:
         to_model(lstmkit.LSTM(3, 4, cell_clip=1.0))
     with pytest.raises(NotImplementedError, match="zoneout has no ONNX LSTM equivalent"):
         to_model(lstmkit.LSTM(3, 4, zoneout=0.1))
-    with pytest.raises(NotImplementedError, match="together with proj_size"):
+    with pytest.raises(NotImplementedError, match="layer_norm has no ONNX LSTM equivalent"):
+        to_model(lstmkit.LSTM(3, 4, layer_norm=True))
+    with pytest.raises(NotImplementedError, match="peephole together with proj_size"):
         to_model(lstmkit.LSTM(3, 4, proj_size=2, peephole=True))
+    with pytest.raises(NotImplementedError, match="activation together with proj_size"):
+        to_model(lstmkit.LSTM(3, 4, proj_size=2, activation="relu"))

@@ -351,10 +351,3 @@ def test_layer_norm_refused_where_it_has_no_equivalent() -> None:
     lstm = lstmkit.LSTM(3, 4, layer_norm=True)
     with pytest.raises(ValueError, match="nn\\.LSTM has no layer_norm"):
         lstm.to_torch()
-    pytest.importorskip("onnx")
-    from lstmkit import onnx as lk_onnx
-
-    with pytest.raises(NotImplementedError, match="activation is not exported"):
-        lk_onnx.to_model(lstmkit.LSTM(3, 4, activation="relu"))
-    with pytest.raises(NotImplementedError, match="layer_norm is not exported"):
-        lk_onnx.to_model(lstm)

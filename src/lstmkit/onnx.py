@@ -6,7 +6,10 @@ to ONNX's i, o, f, c (``W (D, 4H, I)``, ``R (D, 4H, H)``, ``B (D, 8H) = [b_ih, b
 between layers the output ``Y (T, D, B, H)`` becomes ``(T, B, D*H)``. Inputs ``input``
 (and optionally ``h0``, ``c0``, ``lengths``) and outputs ``output``, ``h_n``, ``c_n``
 follow lstmkit.LSTM's shapes and layout, with the batch and the sequence length dynamic.
-``lengths`` maps to the operator's ``sequence_lens``.
+``lengths`` maps to the operator's ``sequence_lens``; the cell options map to the
+operator's attributes where it has them: peepholes to ``P``, ``gate_clip`` to ``clip``,
+the activations to ``activations`` (torch's hardsigmoid is ``HardSigmoid`` with alpha
+1/6, beta 1/2). ``cell_clip``, zoneout and layer norm have no equivalent and are refused.
 
 Needs the ``onnx`` package (``pip install onnx``); ``onnxruntime`` runs the result.
 ``proj_size > 0`` (the operator has no projection) exports as one ``Scan`` over time per
@@ -70,13 +73,13 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
         raise NotImplementedError("lstmkit.onnx: cell_clip has no ONNX LSTM equivalent yet")
     if lstm.zoneout:  # eval-mode zoneout mixes states: not the operator's recurrence
         raise NotImplementedError("lstmkit.onnx: zoneout has no ONNX LSTM equivalent yet")
-    unexported = [o for o in ("layer_norm", "activation", "recurrent_activation")
-                  if o in lstm.options_used()]  # fmt: skip
-    if unexported:
-        raise NotImplementedError(f"lstmkit.onnx: {', '.join(unexported)} is not exported yet")
-    if lstm.proj_size and (lstm.peephole or lstm.gate_clip is not None):
+    if lstm.layer_norm:
+        raise NotImplementedError("lstmkit.onnx: layer_norm has no ONNX LSTM equivalent yet")
+    operator_only = [o for o in ("peephole", "gate_clip", "activation", "recurrent_activation")
+                     if o in lstm.options_used()]  # fmt: skip
+    if lstm.proj_size and operator_only:
         raise NotImplementedError(
-            "lstmkit.onnx: peephole or gate_clip together with proj_size is not exported yet"
+            f"lstmkit.onnx: {', '.join(operator_only)} together with proj_size is not exported yet"
         )
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
     P = lstm.proj_size or H
@@ -146,12 +149,36 @@ def _operator_layer(g, lstm, layer, names, x, with_state, with_lengths):
                       for n in names])  # fmt: skip
         args.append(g.const(f"P{layer}", P))
     extra = {} if lstm.gate_clip is None else {"clip": lstm.gate_clip}  # the operator's clip
+    extra |= _activations(lstm, D)
     y, h, c = f"y{layer}", f"h_n{layer}", f"c_n{layer}"
     g.node("LSTM", args, [y, h, c], hidden_size=lstm.hidden_size,
            direction="bidirectional" if D == 2 else "forward", **extra)  # fmt: skip
     g.node("Transpose", [y], [f"{y}_tbdh"], perm=[0, 2, 1, 3])  # (T, D, B, H) -> (T, B, D, H)
     shape = g.const(f"shape{layer}", np.array([0, 0, -1], np.int64))
     return g.node("Reshape", [f"{y}_tbdh", shape], [f"out{layer}"]), h, c
+
+
+#: lstmkit's activation names -> the ONNX LSTM operator's, with (alpha, beta) if it takes them.
+_ONNX_ACTIVATIONS = {
+    "sigmoid": ("Sigmoid", None), "tanh": ("Tanh", None), "relu": ("Relu", None),
+    "softsign": ("Softsign", None), "hardsigmoid": ("HardSigmoid", (1 / 6, 0.5)),
+}  # fmt: skip
+
+
+def _activations(lstm: LSTM, directions: int) -> dict[str, Any]:
+    """The operator's ``activations`` (f, g, h per direction) and their ``activation_alpha``
+    / ``activation_beta`` (consumed in order by the functions that take them; torch's
+    hardsigmoid is the operator's HardSigmoid with alpha 1/6, beta 1/2); none when the
+    defaults (Sigmoid, Tanh, Tanh) apply."""
+    if (lstm.activation, lstm.recurrent_activation) == ("tanh", "sigmoid"):
+        return {}
+    names = [lstm.recurrent_activation, lstm.activation, lstm.activation] * directions
+    attrs: dict[str, Any] = {"activations": [_ONNX_ACTIVATIONS[n][0] for n in names]}
+    params = [_ONNX_ACTIVATIONS[n][1] for n in names if _ONNX_ACTIVATIONS[n][1] is not None]
+    if params:
+        attrs["activation_alpha"] = [a for a, _ in params]
+        attrs["activation_beta"] = [b for _, b in params]
+    return attrs
 
 
 def _valid_mask(g: _Graph, x: str) -> str:

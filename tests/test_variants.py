@@ -187,6 +187,30 @@ def test_every_option_with_every_feature(options: dict, features: dict, fast: st
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{training=} #{k}")
 
 
+@pytest.mark.parametrize("batch", [4, 12])
+@pytest.mark.parametrize("options", OPTIONS, ids=str)
+def test_inference_without_grad_equals_the_reference(options: dict, batch: int, backend: str):
+    """Without autograd the fast backends keep one step of buffers (a different path from
+    training): outputs and states equal the reference's, in training and eval mode."""
+    ref = lstmkit.LSTM(3, 5, num_layers=2, bidirectional=True, dtype=D64, backend="reference",
+                       **options)  # fmt: skip
+    _perturb_(ref, scale=2.0)
+    model = lstmkit.LSTM(3, 5, num_layers=2, bidirectional=True, dtype=D64, backend=backend,
+                         **options)  # fmt: skip
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(6, batch, 3, dtype=D64)
+    lens = torch.arange(batch) % 6 + 1
+    for training in (True, False):
+        outs = []
+        for m in (ref, model):
+            torch.manual_seed(4)
+            with torch.no_grad():
+                out, (h, c), st = m.train(training)(x, lengths=lens, return_states=True)
+            outs.append((out, h, c, st.c))
+        for a, b in zip(*outs, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("options", [*VARIANTS, dict(layer_norm=True, peephole=True)], ids=str)
 def test_gradcheck_and_gradgradcheck(options: dict, backend: str) -> None:
     torch.manual_seed(1)

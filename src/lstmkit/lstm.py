@@ -204,7 +204,7 @@ class LSTM(nn.Module):
         """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major."""
         params = self._parameters  # direct lookup: nn.Module.__getattr__ is slow per call
         return [
-            functional.LayerWeights(*(None if n is None else params[n] for n in names))
+            functional.LayerWeights(*[None if n is None else params[n] for n in names])
             for names in self._layer_fields
         ]
 

@@ -19,6 +19,8 @@ a call cannot run here.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -36,6 +38,7 @@ except ImportError:  # numba is an optional dependency
 SEQUENCE_MAX_BATCH = 8
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_ARRAY_DTYPES = {**_NUMPY, torch.bool: np.bool_}  # the kernels' arrays: also clip masks
 _NO_VALID = np.empty((0, 0), np.bool_)
 
 
@@ -55,12 +58,17 @@ def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     (the kernels' "absent" marker: no projection, no lengths, no option). A buffer reused
     at every step (stride-0 time axis, inference) becomes a scratch array: nobody reads
     it back."""
-    np_dtype = np.bool_ if dtype == torch.bool else _NUMPY[dtype]
     if t is None:
-        return np.empty((0,) * rank, np_dtype)
+        return _absent(dtype, rank)
     if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
-        return np.empty(t.shape, np_dtype)
+        return np.empty(t.shape, _ARRAY_DTYPES[dtype])
     return t.detach().numpy()
+
+
+@functools.cache
+def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
+    """The shared empty array of a dtype and rank (it has no element to write)."""
+    return np.empty((0,) * rank, _ARRAY_DTYPES[dtype])
 
 
 def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:

@@ -24,16 +24,15 @@ Everything else (layers, directions, dropout, packing, layouts) lives in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
 
-@dataclass(frozen=True)
-class CellOptions:
+class CellOptions(NamedTuple):
     """The cell's options beyond torch's LSTM, all off by default (see :func:`cell_step`).
+    Immutable; a named tuple because one is built per layer and call (cheap to make).
 
     ``peephole``: ``(w_ci, w_cf, w_co)``, each ``(H,)``; ``gate_clip``: clamp every gate
     pre-activation; ``cell_clip``: clamp ``c_t`` after the update; ``recurrent_mask``:
@@ -64,10 +63,11 @@ class CellOptions:
         on += ["recurrent_activation"] * (self.recurrent_activation != "sigmoid")
         return tuple(on)
 
-    def cell_kwargs(self, t: int) -> dict[str, object]:
-        """The keyword arguments of :func:`lstmkit.cell.cell_step` for step ``t``."""
-        kwargs = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.zoneout is not None:
+    def cell_kwargs(self, t: int | None = None) -> dict[str, object]:
+        """The keyword arguments of :func:`lstmkit.cell.cell_step` for step ``t``
+        (without ``zoneout`` when ``t`` is None: it is the only one that varies by step)."""
+        kwargs = {name: getattr(self, name) for name in _STEP_INVARIANT}
+        if t is not None and self.zoneout is not None:
             kwargs["zoneout"] = (self.zoneout[0][t], self.zoneout[1][t])
         return kwargs
 
@@ -84,8 +84,7 @@ class CellOptions:
     def with_tensors(self, flat: tuple[Tensor | None, ...]) -> CellOptions:
         """These options with their tensors replaced by ``flat`` (as :meth:`tensors` gives)."""
         peep, zone, norm = flat[0:3], flat[4:6], flat[6:9]
-        return replace(
-            self,
+        return self._replace(
             peephole=None if peep[0] is None else tuple(peep),
             recurrent_mask=flat[3],
             zoneout=None if zone[0] is None else tuple(zone),
@@ -94,6 +93,9 @@ class CellOptions:
 
 
 PLAIN = CellOptions()
+
+#: The options that are the same at every step (all but ``zoneout``).
+_STEP_INVARIANT = tuple(name for name in CellOptions._fields if name != "zoneout")
 
 #: How many entries :meth:`CellOptions.tensors` has.
 TENSOR_SLOTS = 9

@@ -32,11 +32,14 @@ def run_recurrence(
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
     xs = xg.unbind(0)  # T x (B, 4H); never xg[t] under autograd (see PERFORMANCE.md)
     valid = None if lengths is None else valid_mask(lengths, xg.shape[0]).unbind(0)
+    kwargs, zoneout = options.cell_kwargs(), options.zoneout
     h, c = h0, c0
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, **options.cell_kwargs(t))
+        if zoneout is not None:
+            kwargs["zoneout"] = (zoneout[0][t], zoneout[1][t])
+        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, **kwargs)
         if valid is None:
             h, c = h_new, c_new
             ys[t], cs[t] = h, c

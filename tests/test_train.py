@@ -141,6 +141,12 @@ def test_bad_arguments(tmp_path: Path, capsys) -> None:
     assert "--epochs must be at least 1, got 0" in err
     err = _error(["train", "--activation", "gelu", "--out", str(tmp_path), "--quiet"], capsys)
     assert "activation must be one of" in err
+    err = _error(["train", "--lr", "0", "--out", str(tmp_path), "--quiet"], capsys)
+    assert "--lr must be positive, got 0.0" in err
+    err = _error(["train", "--task", "digits", "--window", "4", "--out", str(tmp_path)], capsys)
+    assert "--window is for the forecasting tasks" in err
+    err = _error(["train", "--zoneout", "1.5", "--out", str(tmp_path), "--quiet"], capsys)
+    assert "zoneout should be" in err
 
 
 def test_trace_gates_are_the_cells(tmp_path: Path) -> None:

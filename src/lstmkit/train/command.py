@@ -99,6 +99,10 @@ def config_of(args: argparse.Namespace, extra: dict[str, Any]) -> Any:
     for name in ("epochs", "batch_size", "hidden_size", "window"):
         if pick[name] < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {pick[name]}")
+    if not pick["lr"] > 0:
+        raise ValueError(f"--lr must be positive, got {pick['lr']}")
+    if args.task == "digits" and args.window is not None:
+        raise ValueError("--window is for the forecasting tasks; digits reads its 8 rows")
     return TrainConfig(task=args.task, num_layers=args.num_layers, seed=args.seed,
                        lstm={**lstm_options(args), **extra}, **pick)  # fmt: skip
 

@@ -127,9 +127,10 @@ def cell_act_row(z, out, kind):
 @njit(inline="always", error_model="numpy")
 def gate_slope_times(y, a, b, out, kind):
     """``out = a * b * d recurrent_activation / dx``, the slope from the output ``y``."""
+    u = one(y[0])
     if kind == 0:
         for j in range(y.shape[0]):
-            out[j] = a[j] * b[j] * y[j] * (one(y[j]) - y[j])
+            out[j] = a[j] * b[j] * y[j] * (u - y[j])
     else:
         for j in range(y.shape[0]):
             u = one(y[j])
@@ -140,9 +141,10 @@ def gate_slope_times(y, a, b, out, kind):
 @njit(inline="always", error_model="numpy")
 def cell_slope_times(y, a, b, out, kind):
     """``out = a * b * d activation / dx``, the slope from the output ``y``."""
+    u = one(y[0])
     if kind == 0:
         for j in range(y.shape[0]):
-            out[j] = a[j] * b[j] * (one(y[j]) - y[j] * y[j])
+            out[j] = a[j] * b[j] * (u - y[j] * y[j])
     elif kind == 1:
         for j in range(y.shape[0]):
             out[j] = a[j] * b[j] if y[j] > 0 else y[j] - y[j]
@@ -279,6 +281,9 @@ def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds
     if g_c.shape[0] > 0:  # through h = o act(LN(c) g_c + beta_c)
         cell_slope_times(tanh_c, dm, o, dnorm_c, ck)
         _normalize_row_backward(dnorm_c, g_c, c_hat, c_rstd, dc, True)
+    elif ck == 0:  # through h = o tanh(c), in one pass
+        for j in range(H):
+            dc[j] += dm[j] * o[j] * (one(tanh_c[j]) - tanh_c[j] * tanh_c[j])
     else:  # through h = o act(c); dg is scratch until it is due
         cell_slope_times(tanh_c, dm, o, dg, ck)
         for j in range(H):
@@ -307,34 +312,36 @@ def backward_row(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds
 
 
 @njit(inline="always")
-def _at(a, b):
-    """Row ``b`` of a (B, N) buffer, or the empty "off" marker (a 1-D empty array)."""
-    return a[b] if a.shape[0] > 0 else a.ravel()
-
-
-@njit(inline="always")
-def _at2(a, t, b):
-    """Row ``(t, b)`` of a (T, B, N) buffer, or the empty "off" marker."""
-    return a[t, b] if a.shape[0] > 0 else a.ravel()
+def _rows(norm, gmask, cmask, b, off, off_mask):
+    """Row ``b`` of every per-row option array of a step kernel (the "absent" marker
+    ``off`` / ``off_mask`` for those that are off): the row ``norm`` tuple, gmask, cmask."""
+    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
+    on = g_hh.shape[0] > 0
+    row = (g_hh, g_c, b_c, rec_hat[b] if on else off, rec_rstd[b] if on else off,
+           c_hat[b] if on else off, c_rstd[b] if on else off)  # fmt: skip
+    gm = gmask[b] if gmask.shape[0] > 0 else off_mask
+    cm = cmask[b] if cmask.shape[0] > 0 else off_mask
+    return row, gm, cm
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, kinds, norm):
-    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
+    off, off_mask = np.empty(0, hw.dtype), np.empty(0, np.bool_)
     for b in range(hw.shape[0]):
-        row = (g_hh, g_c, b_c, _at(rec_hat, b), _at(rec_rstd, b), _at(c_hat, b), _at(c_rstd, b))
-        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep, clips,
-                    _at(gmask, b), _at(cmask, b), kinds, row)  # fmt: skip
+        row, gm, cm = _rows(norm, gmask, cmask, b, off, off_mask)
+        forward_row(hw[b], xg[b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep, clips, gm, cm,
+                    kinds, row)  # fmt: skip
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds, norm, drec,
                   dnorm_c):  # fmt: skip
-    g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
+    off, off_mask = np.empty(0, dm.dtype), np.empty(0, np.bool_)
+    on = drec.shape[0] > 0
     for b in range(dm.shape[0]):
-        row = (g_hh, g_c, b_c, _at(rec_hat, b), _at(rec_rstd, b), _at(c_hat, b), _at(c_rstd, b))
-        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b], peep, _at(gmask, b),
-                     _at(cmask, b), kinds, row, _at(drec, b), _at(dnorm_c, b))  # fmt: skip
+        row, gm, cm = _rows(norm, gmask, cmask, b, off, off_mask)
+        backward_row(dm[b], dc[b], acts[b], c_prev[b], tanh_c[b], dgates[b], peep, gm, cm, kinds,
+                     row, drec[b] if on else off, dnorm_c[b] if on else off)  # fmt: skip
 
 
 @njit(inline="always", error_model="numpy")
@@ -375,6 +382,8 @@ def sequence_forward(
     keep_h, keep_c, c_new = zoneout
     hw = np.empty(xg.shape[2], xg.dtype)
     h_in = np.empty(hs.shape[2], xg.dtype)
+    off, off_mask = np.empty(0, xg.dtype), np.empty(0, np.bool_)  # an option's "absent" row
+    norm_on, gate_on, cell_on = g_hh.shape[0] > 0, gmasks.shape[0] > 0, cmasks.shape[0] > 0
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, nxt = (t + 1, t) if reverse else (t, t + 1)
@@ -398,9 +407,11 @@ def sequence_forward(
             else:
                 mat_vec(w_hh, hs[prev, b], hw)
             m = ms[t, b] if project else hs[nxt, b]
-            row = (g_hh, g_c, b_c, _at2(rec_hat, t, b), _at2(rec_rstd, t, b),
-                   _at2(c_hat, t, b), _at2(c_rstd, t, b))  # fmt: skip
-            gm, cm = _at2(gmasks, t, b), _at2(cmasks, t, b)
+            row = (g_hh, g_c, b_c, rec_hat[t, b] if norm_on else off,
+                   rec_rstd[t, b] if norm_on else off, c_hat[t, b] if norm_on else off,
+                   c_rstd[t, b] if norm_on else off)  # fmt: skip
+            gm = gmasks[t, b] if gate_on else off_mask
+            cm = cmasks[t, b] if cell_on else off_mask
             forward_row(hw, xg[t, b], cs[prev, b], acts[t, b], cs[nxt, b], tanh_cs[t, b], m,
                         peep, clips, gm, cm, kinds, row)  # fmt: skip
             if project:
@@ -438,6 +449,8 @@ def sequence_backward(
     g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     keep_h, keep_c, _ = zoneout
     zoned = keep_h.shape[0] > 0
+    off, off_mask = np.empty(0, dgates.dtype), np.empty(0, np.bool_)  # an option's "absent" row
+    norm_on, gate_on, cell_on = g_hh.shape[0] > 0, gmasks.shape[0] > 0, cmasks.shape[0] > 0
     dm = np.empty(H, dgates.dtype)
     dh_in = np.empty(dh.shape[1], dgates.dtype)
     kept_h = np.zeros(dh.shape[1], dgates.dtype)
@@ -468,13 +481,16 @@ def sequence_backward(
                 vec_mat(dh_in, w_hr, dm)
             else:
                 dm[:] = dh_in
-            row = (g_hh, g_c, b_c, _at2(rec_hat, t, b), _at2(rec_rstd, t, b),
-                   _at2(c_hat, t, b), _at2(c_rstd, t, b))  # fmt: skip
+            row = (g_hh, g_c, b_c, rec_hat[t, b] if norm_on else off,
+                   rec_rstd[t, b] if norm_on else off, c_hat[t, b] if norm_on else off,
+                   c_rstd[t, b] if norm_on else off)  # fmt: skip
+            gm = gmasks[t, b] if gate_on else off_mask
+            cm = cmasks[t, b] if cell_on else off_mask
+            dr = drec[t, b] if norm_on else off
             backward_row(dm, dc[b], acts[t, b], cs[prev, b], tanh_cs[t, b], dgates[t, b], peep,
-                         _at2(gmasks, t, b), _at2(cmasks, t, b), kinds, row, _at2(drec, t, b),
-                         _at2(dnorm_c, t, b))  # fmt: skip
+                         gm, cm, kinds, row, dr, dnorm_c[t, b] if norm_on else off)  # fmt: skip
             dh[b] = 0.0
-            vec_mat(drec[t, b] if g_hh.shape[0] > 0 else dgates[t, b], w_hh, dh[b])
+            vec_mat(dr if norm_on else dgates[t, b], w_hh, dh[b])
             if rmask.shape[0] > 0:  # W_hh saw the masked h_{t-1}
                 dh[b] *= rmask[b]
             if zoned:

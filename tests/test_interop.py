@@ -76,6 +76,47 @@ def test_haste_layout_by_its_equations() -> None:
     np.testing.assert_allclose(c_n[0].numpy(), c, rtol=1e-5, atol=1e-5)
 
 
+def test_haste_layer_norm_lstm_by_its_equations() -> None:
+    """haste's LayerNormLSTM: LN(x kernel) gamma[0] + LN(h recurrent_kernel) gamma[1] + bias,
+    h = o tanh(LN(c) gamma_h + beta_h), gates i, g, f, o, eps 1e-5."""
+    I, H, B, T = 3, 4, 2, 5
+    kernel, rkernel, bias = (
+        rand(*s).astype(np.float64) for s in ((I, 4 * H), (H, 4 * H), (4 * H,))
+    )
+    gamma, gamma_h, beta_h = (rand(*s).astype(np.float64) for s in ((2, 4 * H), (H,), (H,)))
+    gamma, gamma_h = 1 + 0.3 * gamma, 1 + 0.3 * gamma_h
+    x = rand(T, B, I).astype(np.float64)
+
+    def ln(v, g, b=0.0):
+        mean, var = v.mean(-1, keepdims=True), v.var(-1, keepdims=True)
+        return (v - mean) / np.sqrt(var + 1e-5) * g + b
+
+    h = c = np.zeros((B, H), np.float64)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(T):
+        z = ln(x[t] @ kernel, gamma[0]) + ln(h @ rkernel, gamma[1]) + bias
+        i, g, f, o = (
+            sig(z[:, :H]),
+            np.tanh(z[:, H : 2 * H]),
+            sig(z[:, 2 * H : 3 * H]),
+            sig(z[:, 3 * H :]),
+        )
+        c = f * c + i * g
+        h = o * np.tanh(ln(c, gamma_h, beta_h))
+    lstm = lstmkit.LSTM(I, H, layer_norm=True, dtype=torch.float64)
+    t = torch.from_numpy
+    load_haste(lstm, t(kernel), t(rkernel), t(bias), gamma=t(gamma), gamma_h=t(gamma_h),
+               beta_h=t(beta_h))  # fmt: skip
+    with torch.no_grad():
+        _, (h_n, c_n) = lstm(t(x))
+    np.testing.assert_allclose(h_n[0].numpy(), h, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c_n[0].numpy(), c, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="exactly when the LSTM has layer_norm=True"):
+        load_haste(lstmkit.LSTM(I, H), t(kernel), t(rkernel), t(bias), gamma=t(gamma))
+    with pytest.raises(ValueError, match="exactly when the LSTM has layer_norm=True"):
+        load_haste(lstm, t(kernel), t(rkernel), t(bias))
+
+
 def test_loaders_refuse_mismatches() -> None:
     with pytest.raises(ValueError, match=r"weight_ih_l0: expected shape \(16, 3\)"):
         load_keras(lstmkit.LSTM(3, 4), torch.zeros(5, 16), torch.zeros(4, 16), torch.zeros(16))

@@ -11,7 +11,9 @@ Keras      ``kernel (I, 4H)``, ``recurrent_kernel``    i, f, c, o   one ``bias (
 ONNX       ``W (D, 4H, I)``, ``R (D, 4H, H)``          i, o, f, c   ``B (D, 8H)`` =
            (the ``LSTM`` operator's inputs)                         [Wb, Rb]
 haste      ``kernel (I, 4H)``, ``recurrent_kernel``    i, g, f, o   one ``bias (4H)``
-           ``(H, 4H)``: transposed
+           ``(H, 4H)``: transposed; LayerNormLSTM
+           adds ``gamma (2, 4H)``, ``gamma_h``,
+           ``beta_h (H)``
 =========  ==========================================  ===========  =====================
 
 (Keras's ``c`` is torch's ``g``.) A single bias goes to ``bias_ih`` with ``bias_hh``
@@ -49,10 +51,26 @@ def load_keras(
 
 def load_haste(
     lstm: LSTM, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor | None = None, *,
+    gamma: Tensor | None = None, gamma_h: Tensor | None = None, beta_h: Tensor | None = None,
     layer: int = 0, reverse: bool = False,
 ) -> None:  # fmt: skip
-    """Set one layer-direction of ``lstm`` from haste's ``LSTM`` weights."""
+    """Set one layer-direction of ``lstm`` from haste's ``LSTM`` weights, or from its
+    ``LayerNormLSTM``'s (``lstm`` built with ``layer_norm=True``): ``gamma (2, 4H)``, the
+    gains of the input and the recurrent product (gate order i, g, f, o), ``gamma_h`` and
+    ``beta_h (H)``, the cell state's gain and bias."""
+    norms = (gamma, gamma_h, beta_h)
+    given = [x is not None for x in norms]
+    if any(given) != lstm.layer_norm or (any(given) and not all(given)):
+        raise ValueError(
+            "load_haste: pass gamma, gamma_h and beta_h (haste's LayerNormLSTM) exactly when "
+            f"the LSTM has layer_norm=True (it has layer_norm={lstm.layer_norm})"
+        )
     _load_kernels(lstm, HASTE_ORDER, kernel, recurrent_kernel, bias, layer, reverse)
+    if lstm.layer_norm:
+        gains = to_torch_gates(torch.as_tensor(gamma), HASTE_ORDER, dim=1)
+        suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+        _copy(lstm, suffix, {"ln_weight_ih": gains[0], "ln_weight_hh": gains[1],
+                             "ln_weight_c": gamma_h, "ln_bias_c": beta_h})  # fmt: skip
 
 
 def _load_kernels(
@@ -141,12 +159,19 @@ def _assign(
             raise ValueError("the LSTM has biases: pass the source's bias")
         values["bias_ih"] = b_ih
         values["bias_hh"] = torch.zeros_like(b_ih) if b_hh is None else b_hh
+    _copy(lstm, suffix, values)
+
+
+def _copy(lstm: LSTM, suffix: str, values: dict[str, Tensor]) -> None:
+    """Copy ``values`` into the parameters ``name + suffix``, checking every shape first."""
+    params = {name: getattr(lstm, name + suffix) for name in values}
+    for name, value in values.items():
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"{name + suffix}: expected shape {tuple(params[name].shape)} after "
+                f"conversion, got {tuple(value.shape)}"
+            )
     with torch.no_grad():
         for name, value in values.items():
-            param = getattr(lstm, name + suffix)
-            if tuple(value.shape) != tuple(param.shape):
-                raise ValueError(
-                    f"{name + suffix}: expected shape {tuple(param.shape)} after conversion, "
-                    f"got {tuple(value.shape)}"
-                )
-            param.copy_(value)
+            params[name].copy_(torch.as_tensor(value))

@@ -14,6 +14,8 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -375,3 +377,50 @@ def test_layer_norm_refused_where_it_has_no_equivalent() -> None:
     lstm = lstmkit.LSTM(3, 4, layer_norm=True)
     with pytest.raises(ValueError, match="nn\\.LSTM has no layer_norm"):
         lstm.to_torch()
+
+
+@st.composite
+def option_sets(draw: st.DrawFn) -> dict:
+    """Any combination of the cell options, with random values."""
+    clip = st.one_of(st.none(), st.floats(0.3, 3.0))
+    rate = st.sampled_from([0.0, 0.2, 0.5])
+    return dict(
+        layer_norm=draw(st.booleans()), peephole=draw(st.booleans()), gate_clip=draw(clip),
+        cell_clip=draw(clip), recurrent_dropout=draw(rate),
+        zoneout=draw(st.one_of(rate, st.tuples(rate, rate))),
+        activation=draw(st.sampled_from(["tanh", "relu", "softsign"])),
+        recurrent_activation=draw(st.sampled_from(["sigmoid", "hardsigmoid"])),
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    options=option_sets(), hidden=st.integers(1, 5), layers=st.integers(1, 2),
+    bidirectional=st.booleans(), batch=st.integers(1, 10), steps=st.integers(1, 5),
+    proj=st.booleans(), lengths=st.booleans(), training=st.booleans(),
+    fast=st.sampled_from(["fused", "compiled"]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_random_option_sets_match_the_reference(
+    options, hidden, layers, bidirectional, batch, steps, proj, lengths, training, fast, seed
+) -> None:
+    """Random options on random configurations (both compiled regimes: batch up to 10):
+    a fast backend's outputs, states and every gradient equal the reference's."""
+    torch.manual_seed(seed)
+    kwargs = dict(num_layers=layers, bidirectional=bidirectional, dtype=D64,
+                  proj_size=hidden - 1 if proj and hidden > 1 else 0, **options)  # fmt: skip
+    ref = lstmkit.LSTM(3, hidden, backend="reference", **kwargs).train(training)
+    _perturb_(ref, scale=2.0, seed=seed)
+    model = lstmkit.LSTM(3, hidden, backend=fast, **kwargs).train(training)
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(steps, batch, 3, dtype=D64, requires_grad=True)
+    lens = torch.randint(1, steps + 1, (batch,)) if lengths else None
+    results = []
+    for m in (ref, model):
+        torch.manual_seed(seed + 1)  # the same masks
+        out, (h, c), st_ = m(x, lengths=lens, return_states=True)
+        w = torch.Generator().manual_seed(seed)
+        loss = sum((t * torch.randn(t.shape, generator=w, dtype=D64)).sum()
+                   for t in (out, h, c, st_.c))  # fmt: skip
+        results.append([out, h, c, st_.c, *torch.autograd.grad(loss, [x, *m.parameters()])])
+    for k, (a, b) in enumerate(zip(*results, strict=True)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=f"#{k}")

@@ -130,6 +130,22 @@ def test_compare_trains_each_variant_on_the_same_data(tmp_path: Path, capsys) ->
     assert "unknown variant" in _error([*args[:-1], "vanilla,bogus"], capsys)
 
 
+def test_seeds_repeat_each_variant_on_the_same_split(tmp_path: Path, capsys) -> None:
+    args = ["train", "--task", "digits", "--epochs", "1", "--no-plots", "--out", str(tmp_path),
+            *TINY, "--compare", "vanilla,zoneout", "--seeds", "2", "--seed", "5"]  # fmt: skip
+    assert main(args) == 0
+    assert "mean ± std over 2 seeds" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())["runs"]
+    for name in ("vanilla", "zoneout"):
+        runs = [metrics(tmp_path / name / f"seed{s}") for s in (5, 6)]
+        assert [r["config"]["seed"] for r in runs] == [5, 6]
+        scores = [r["score"] for r in runs]
+        assert summary[name]["scores"] == scores and summary[name]["seeds"] == [5, 6]
+        assert abs(summary[name]["score_mean"] - sum(scores) / 2) < 1e-12
+        assert len({r["baseline"] for r in runs}) == 1  # one held-out split for every seed
+    assert "--seeds must be at least 1" in _error([*args[:-4], "--seeds", "0"], capsys)
+
+
 def test_missing_dependencies_are_named(monkeypatch, capsys) -> None:
     import lstmkit.train.command as command
 

@@ -3,19 +3,24 @@
 Writes into ``--out`` (default ``runs/<task>``): ``checkpoint.safetensors`` +
 ``checkpoint.json`` (every epoch), ``metrics.json``, ``curves.png``,
 ``predictions.png`` (forecasting) or ``confusion.png`` (classification), and
-``gates.png`` (one held-out sample through the trained LSTM). With ``--compare a,b,c``
-each variant trains in ``<out>/<variant>`` from the same seed and data, and
-``<out>/compare_*.png`` put all of them on one figure.
+``gates.png`` (one held-out sample through the trained LSTM), and ``summary.json``. With
+``--compare a,b,c`` each variant trains in ``<out>/<variant>`` from the same seed and
+data, and ``<out>/compare_*.png`` put all of them on one figure. With ``--seeds N`` each
+run repeats with seeds ``--seed .. --seed+N-1`` (in ``.../seed<k>``, the data split fixed
+by ``--seed``); the table and ``summary.json`` give the mean and standard deviation, the
+figures show the first seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from the checkpoint in --out up to --epochs")  # fmt: skip
     parser.add_argument("--compare", help="train these variants and compare them, e.g. "
                         f"vanilla,layer_norm,zoneout (of {', '.join(VARIANTS)})")  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="train each run with this many seeds (--seed, --seed+1, ...) on "
+                        "the same data and report mean and spread (default 1)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     options = parser.add_argument_group("lstmkit.LSTM options")
@@ -137,19 +145,27 @@ def _run(args: argparse.Namespace) -> int:
     unknown = [n for n in names if n is not None and n not in VARIANTS]
     if unknown:
         raise ValueError(f"--compare: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     out = args.out or Path("runs") / args.task
     configs = [(name or "lstm", config_of(args, VARIANTS.get(name, {}))) for name in names]
-    data = datasets.load(args.task, configs[0][1].window, args.seed)
-    results = []
+    data = datasets.load(args.task, configs[0][1].window, args.seed)  # one split for all
+    runs: dict[str, list] = {}
     for name, config in configs:
-        directory = out / name if args.compare else out
-        with _progress(console, f"{args.task} {name}", config, len(data.y_train)) as on_batch:
-            result = fit(config, data, directory, resume=args.resume, on_batch=on_batch)
-        results.append((name, result))
-        _write_metrics(directory, name, result, data)
-    _report(console, results, data)
-    if not args.no_plots:
-        figures = _plots(plots, results, data, out, compare=bool(args.compare))
+        for seed in range(args.seed, args.seed + args.seeds):
+            directory = out / name if args.compare else out
+            directory = directory / f"seed{seed}" if args.seeds > 1 else directory
+            label = f"{args.task} {name}" + (f" seed {seed}" if args.seeds > 1 else "")
+            seeded = replace(config, seed=seed)
+            with _progress(console, label, seeded, len(data.y_train)) as on_batch:
+                result = fit(seeded, data, directory, resume=args.resume, on_batch=on_batch)
+            runs.setdefault(name, []).append(result)
+            _write_metrics(directory, name, result, data)
+    _report(console, runs, data)
+    _write_summary(out, runs, data)
+    if not args.no_plots:  # the first seed of each run
+        first = [(name, results[0]) for name, results in runs.items()]
+        figures = _plots(plots, first, data, out, compare=bool(args.compare))
         console.print("figures: " + ", ".join(str(p) for p in figures))
     return 0
 
@@ -191,20 +207,44 @@ def _write_metrics(directory: Path, name: str, result: Any, data: Any) -> None:
     (directory / "metrics.json").write_text(json.dumps(summary, indent=2))
 
 
-def _report(console: Any, results: list, data: Any) -> None:
+def _summary(results: list, data: Any) -> dict[str, Any]:
+    """Mean and sample standard deviation over seeds of a run's final numbers."""
+    scores = [r.score for r in results]
+    losses = [r.history[-1]["loss"] if r.history else float("nan") for r in results]
+    seconds = [h["seconds"] for r in results for h in r.history] or [float("nan")]
+    return {
+        "score_mean": statistics.fmean(scores),
+        "score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+        "scores": scores, "final_loss_mean": statistics.fmean(losses),
+        "baseline": results[0].baseline,
+        "beats_baseline": all(data.better(s, results[0].baseline) for s in scores),
+        "seconds_per_epoch": statistics.fmean(seconds), "seeds": [r.config.seed for r in results],
+    }  # fmt: skip
+
+
+def _write_summary(out: Path, runs: dict[str, list], data: Any) -> None:
+    summary = {name: _summary(results, data) for name, results in runs.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"task": data.name, "metric": data.metric,
+                                                  "runs": summary}, indent=2))  # fmt: skip
+
+
+def _report(console: Any, runs: dict[str, list], data: Any) -> None:
     from rich.table import Table
 
+    seeds = len(next(iter(runs.values())))
     unit = f" ({data.unit})" if data.unit else ""
-    table = Table(title=f"lstmkit train --task {data.name}: held-out {data.metric}{unit}")
+    over = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
+    table = Table(title=f"lstmkit train --task {data.name}: held-out {data.metric}{unit}{over}")
     for column in ("variant", "final loss", f"held-out {data.metric}", "naive baseline",
                    "beats naive", "s / epoch"):  # fmt: skip
         table.add_column(column, justify="left" if column == "variant" else "right")
-    for name, result in results:
-        seconds = [h["seconds"] for h in result.history] or [float("nan")]
-        loss = result.history[-1]["loss"] if result.history else float("nan")
-        table.add_row(name, f"{loss:.4f}", f"{result.score:.4f}", f"{result.baseline:.4f}",
-                      "yes" if data.better(result.score, result.baseline) else "no",
-                      f"{sum(seconds) / len(seconds):.2f}")  # fmt: skip
+    for name, results in runs.items():
+        s = _summary(results, data)
+        score = f"{s['score_mean']:.4f}" + (f" ± {s['score_std']:.4f}" if seeds > 1 else "")
+        beats = "yes" if s["beats_baseline"] else "no"
+        table.add_row(name, f"{s['final_loss_mean']:.4f}", score, f"{s['baseline']:.4f}", beats,
+                      f"{s['seconds_per_epoch']:.2f}")  # fmt: skip
     type(console)(file=sys.stdout, width=max(console.width, 100)).print(table)
 
 

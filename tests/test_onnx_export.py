@@ -110,14 +110,35 @@ def test_export_cell_options_to_the_operator(options: dict) -> None:
         torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
 
 
-def test_options_without_an_operator_equivalent_are_refused() -> None:
-    with pytest.raises(NotImplementedError, match="cell_clip has no ONNX LSTM equivalent"):
-        to_model(lstmkit.LSTM(3, 4, cell_clip=1.0))
-    with pytest.raises(NotImplementedError, match="zoneout has no ONNX LSTM equivalent"):
-        to_model(lstmkit.LSTM(3, 4, zoneout=0.1))
-    with pytest.raises(NotImplementedError, match="layer_norm has no ONNX LSTM equivalent"):
-        to_model(lstmkit.LSTM(3, 4, layer_norm=True))
-    with pytest.raises(NotImplementedError, match="peephole together with proj_size"):
-        to_model(lstmkit.LSTM(3, 4, proj_size=2, peephole=True))
-    with pytest.raises(NotImplementedError, match="activation together with proj_size"):
-        to_model(lstmkit.LSTM(3, 4, proj_size=2, activation="relu"))
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(layer_norm=True),
+        dict(cell_clip=0.5),
+        dict(zoneout=(0.2, 0.4)),
+        dict(proj_size=3, peephole=True, gate_clip=1.0),
+        dict(layer_norm=True, peephole=True, gate_clip=1.5, cell_clip=1.0, activation="softsign",
+             recurrent_activation="hardsigmoid", zoneout=0.1, proj_size=2),
+    ],
+    ids=str,
+)  # fmt: skip
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_cells_beyond_the_operator_export_as_scans(options: dict, bidirectional: bool) -> None:
+    """Layer norm, cell_clip, zoneout (eval) and options with a projection: a Scan of the
+    cell per layer-direction, with given states and lengths, equal to PyTorch."""
+    torch.manual_seed(3)
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, bidirectional=bidirectional, batch_first=True,
+                        **options).eval()  # fmt: skip
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # layer-norm gains and biases off 1 and 0
+    model = to_model(lstm, with_state=True, with_lengths=True)
+    assert any(node.op_type == "Scan" for node in model.graph.node)
+    D, P = 2 if bidirectional else 1, options.get("proj_size", 0) or 5
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4], dtype=torch.int32)
+    h0, c0 = torch.randn(2 * D, 3, P), torch.randn(2 * D, 3, 5)
+    got = run(model, input=x, h0=h0, c0=c0, lengths=lengths)
+    with torch.no_grad():
+        out, (h, c) = lstm(x, (h0, c0), lengths=lengths)
+    for a, b in zip(got, (out, h, c)):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)

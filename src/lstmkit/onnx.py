@@ -9,12 +9,14 @@ follow lstmkit.LSTM's shapes and layout, with the batch and the sequence length 
 ``lengths`` maps to the operator's ``sequence_lens``; the cell options map to the
 operator's attributes where it has them: peepholes to ``P``, ``gate_clip`` to ``clip``,
 the activations to ``activations`` (torch's hardsigmoid is ``HardSigmoid`` with alpha
-1/6, beta 1/2). ``cell_clip``, zoneout and layer norm have no equivalent and are refused.
+1/6, beta 1/2).
 
 Needs the ``onnx`` package (``pip install onnx``); ``onnxruntime`` runs the result.
-``proj_size > 0`` (the operator has no projection) exports as one ``Scan`` over time per
-layer-direction, its body the cell's equations (masked per step when ``lengths`` is an
-input). Unbatched input is not exported: the graph always takes a batch dimension.
+A cell beyond the operator (``proj_size``, ``cell_clip``, layer norm, zoneout) exports
+as one ``Scan`` over time per layer-direction, its body the cell's equations with every
+option (masked per step when ``lengths`` is an input). The graph is for inference:
+zoneout mixes by its rates (its eval mode); recurrent dropout is training-only.
+Unbatched input is not exported: the graph always takes a batch dimension.
 """
 
 from __future__ import annotations
@@ -63,24 +65,13 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     Inputs: ``input`` ``(T, B, I)`` (``(B, T, I)`` with batch_first); with ``with_state``,
     ``h0`` ``(L*D, B, P)`` and ``c0`` ``(L*D, B, H)``; with ``with_lengths``, ``lengths``
     ``(B,)`` int32. Outputs: ``output`` ``(T, B, D*P)`` (or batch-first), ``h_n``, ``c_n``.
-    Without projection each layer is one ONNX ``LSTM`` node; with ``proj_size > 0``
-    (which the operator lacks) each layer-direction is a ``Scan`` over time whose body is
-    the cell's equations, masked per step by ``lengths`` when given.
+    Each layer is one ONNX ``LSTM`` node when the operator can express the cell; with
+    ``proj_size > 0``, ``cell_clip``, layer norm or zoneout (which it lacks) each
+    layer-direction is a ``Scan`` over time whose body is the cell's equations, masked
+    per step by ``lengths`` when given.
     """
     from onnx import TensorProto, helper
 
-    if lstm.cell_clip is not None:
-        raise NotImplementedError("lstmkit.onnx: cell_clip has no ONNX LSTM equivalent yet")
-    if lstm.zoneout:  # eval-mode zoneout mixes states: not the operator's recurrence
-        raise NotImplementedError("lstmkit.onnx: zoneout has no ONNX LSTM equivalent yet")
-    if lstm.layer_norm:
-        raise NotImplementedError("lstmkit.onnx: layer_norm has no ONNX LSTM equivalent yet")
-    operator_only = [o for o in ("peephole", "gate_clip", "activation", "recurrent_activation")
-                     if o in lstm.options_used()]  # fmt: skip
-    if lstm.proj_size and operator_only:
-        raise NotImplementedError(
-            f"lstmkit.onnx: {', '.join(operator_only)} together with proj_size is not exported yet"
-        )
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
     P = lstm.proj_size or H
     T_, B_ = "sequence", "batch"
@@ -96,8 +87,9 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     x = "input"
     if lstm.batch_first:
         x = g.node("Transpose", [x], ["x_seq_first"], perm=[1, 0, 2])
-    emit = _scan_layer if lstm.proj_size else _operator_layer
-    valid = _valid_mask(g, x) if lstm.proj_size and with_lengths else None
+    scan = _needs_scan(lstm)
+    emit = _scan_layer if scan else _operator_layer
+    valid = _valid_mask(g, x) if scan and with_lengths else None
     h_n, c_n = [], []
     for layer, names in enumerate(_layers(lstm)):
         x, h, c = emit(g, lstm, layer, names, x, with_state, valid or with_lengths)
@@ -116,6 +108,13 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.producer_name = "lstmkit"
     return model
+
+
+def _needs_scan(lstm: LSTM) -> bool:
+    """Whether the cell is beyond the ONNX ``LSTM`` operator: a projection, ``cell_clip``,
+    layer norm or zoneout (eval mixing) make each layer-direction a ``Scan`` of the cell."""
+    return bool(lstm.proj_size or lstm.cell_clip is not None or lstm.layer_norm
+                or lstm._zoneout != (0.0, 0.0))  # fmt: skip
 
 
 def _state_rows(g: _Graph, name: str, first: int, count: int, tag: str) -> str:
@@ -240,35 +239,91 @@ def _zeros(g: _Graph, x: str, width: int, name: str) -> str:
     return g.node("ConstantOfShape", [dims], [name], value=fill)
 
 
+#: lstmkit's activation names -> (ONNX op, its attributes).
+_ACTIVATION_OPS = {
+    "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}), "relu": ("Relu", {}),
+    "softsign": ("Softsign", {}), "hardsigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
+}  # fmt: skip
+
+
 def _cell_body(lstm: LSTM, names: dict[str, str], k: str, masked: bool = False) -> Any:
-    """The Scan body: one step ``(h, c, x_t[, valid_t]) -> (h', c', y_t = h')`` with
-    projection; with ``valid_t`` an ended sequence keeps its state and emits zeros."""
+    """The Scan body: one step ``(h, c, x_t[, valid_t]) -> (h', c', y_t = h')``, the cell
+    with every option the module uses (projection, peepholes, clips, activations, layer
+    norm, zoneout as in eval mode: mixed by its rates); with ``valid_t`` an ended sequence
+    keeps its state and emits zeros."""
     from onnx import TensorProto, helper
 
-    H, P = lstm.hidden_size, lstm.proj_size
+    H, P = lstm.hidden_size, lstm.proj_size or lstm.hidden_size
     b = _Graph()
 
-    def weight(role: str) -> Tensor:
-        return getattr(lstm, names[role])
+    def weight(name: str) -> np.ndarray:
+        return getattr(lstm, name + names["suffix"]).detach().float().cpu().numpy()
 
-    w_ih = b.const(f"{k}_Wt", weight("weight_ih").detach().float().T.contiguous().numpy())
-    w_hh = b.const(f"{k}_Rt", weight("weight_hh").detach().float().T.contiguous().numpy())
-    w_hr = b.const(f"{k}_WRt", weight("weight_hr").detach().float().T.contiguous().numpy())
-    z = b.node("Add", [b.node("MatMul", [f"{k}_x", w_ih], [f"{k}_xw"]),
-                       b.node("MatMul", [f"{k}_h", w_hh], [f"{k}_hr"])], [f"{k}_z0"])  # fmt: skip
+    def const(name: str, array: np.ndarray) -> str:
+        return b.const(f"{k}_{name}", np.ascontiguousarray(array, np.float32))
+
+    def op(kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        return b.node(kind, inputs, [f"{k}_{out}"], **attrs)
+
+    def act(name: str, x: str, out: str) -> str:
+        kind, attrs = _ACTIVATION_OPS[name]
+        return op(kind, [x], out, **attrs)
+
+    def norm(x: str, gain: str, out: str, bias: str | None = None) -> str:
+        """Layer normalisation over the last axis (biased variance, eps 1e-5)."""
+        d = op("Sub", [x, op("ReduceMean", [x], f"{out}_mean", axes=[-1])], f"{out}_d")
+        var = op("ReduceMean", [op("Mul", [d, d], f"{out}_dd")], f"{out}_var", axes=[-1])
+        eps = const(f"{out}_eps", np.array(1e-5))
+        std = op("Sqrt", [op("Add", [var, eps], f"{out}_ve")], f"{out}_std")
+        y = op("Mul", [op("Div", [d, std], f"{out}_hat"), gain], f"{out}_g")
+        return op("Identity" if bias is None else "Add", [y] if bias is None else [y, bias], out)
+
+    def mix(new: str, prev: str, rate: float, out: str) -> str:
+        """Zoneout in eval mode: ``new + rate (prev - new)``."""
+        diff = op("Sub", [prev, new], f"{out}_d")
+        kept = op("Mul", [const(f"{out}_p", np.array(rate)), diff], f"{out}_m")
+        return op("Add", [new, kept], out)
+
+    def clip(x: str, limit: float | None, out: str) -> str:
+        if limit is None:
+            return x
+        bounds = [const(f"{out}_lo", np.array(-limit)), const(f"{out}_hi", np.array(limit))]
+        return op("Clip", [x, *bounds], out)
+
+    xw = op("MatMul", [f"{k}_x", const("Wt", weight("weight_ih").T)], "xw")
+    h_in = op("MatMul", [f"{k}_h", const("Rt", weight("weight_hh").T)], "hr")
+    if lstm.layer_norm:
+        xw = norm(xw, const("ln_ih", weight("ln_weight_ih")), "xw_ln")
+        h_in = norm(h_in, const("ln_hh", weight("ln_weight_hh")), "hr_ln")
+    z = op("Add", [xw, h_in], "z0")
     if lstm.bias:
-        bias = (weight("bias_ih") + weight("bias_hh")).detach().float().numpy()
-        z = b.node("Add", [z, b.const(f"{k}_b", bias)], [f"{k}_z"])
-    split = b.const(f"{k}_split", np.array([H] * 4, np.int64))
-    i, f, gg, o = (f"{k}_{gate}_pre" for gate in "ifgo")
-    b.node("Split", [z, split], [i, f, gg, o], axis=1)
-    i, f, o = (b.node("Sigmoid", [t], [t[:-4]]) for t in (i, f, o))
-    gg = b.node("Tanh", [gg], [gg[:-4]])
-    c = b.node("Add", [b.node("Mul", [f, f"{k}_c"], [f"{k}_fc"]),
-                       b.node("Mul", [i, gg], [f"{k}_ig"])],
-               [f"{k}_c_new" if masked else f"{k}_c_out"])  # fmt: skip
-    m = b.node("Mul", [o, b.node("Tanh", [c], [f"{k}_tanh_c"])], [f"{k}_m"])
-    h = b.node("MatMul", [m, w_hr], [f"{k}_h_new" if masked else f"{k}_h_out"])
+        z = op("Add", [z, const("b", weight("bias_ih") + weight("bias_hh"))], "z")
+    i, f, g, o = (f"{k}_{gate}_pre" for gate in "ifgo")
+    b.node("Split", [z, b.const(f"{k}_split", np.array([H] * 4, np.int64))], [i, f, g, o], axis=1)
+    c_prev = f"{k}_c"
+    if lstm.peephole:  # i, f see c_{t-1}
+        i = op("Add", [i, op("Mul", [const("pi", weight("weight_ci")), c_prev], "pic")], "i_peep")
+        f = op("Add", [f, op("Mul", [const("pf", weight("weight_cf")), c_prev], "pfc")], "f_peep")
+    i, f, g = (clip(t, lstm.gate_clip, f"{n}_clip") for t, n in ((i, "i"), (f, "f"), (g, "g")))
+    i, f = act(lstm.recurrent_activation, i, "i"), act(lstm.recurrent_activation, f, "f")
+    g = act(lstm.activation, g, "g")
+    c = op("Add", [op("Mul", [f, c_prev], "fc"), op("Mul", [i, g], "ig")], "c_cell0")
+    c = clip(c, lstm.cell_clip, "c_cell")
+    if lstm.peephole:  # o sees c_t
+        o = op("Add", [o, op("Mul", [const("po", weight("weight_co")), c], "poc")], "o_peep")
+    o = act(lstm.recurrent_activation, clip(o, lstm.gate_clip, "o_clip"), "o")
+    c_out = c
+    if lstm.layer_norm:
+        c_out = norm(c, const("ln_c", weight("ln_weight_c")), "c_ln",
+                     const("ln_cb", weight("ln_bias_c")))  # fmt: skip
+    h = op("Mul", [o, act(lstm.activation, c_out, "act_c")], "m")
+    if lstm.proj_size:
+        h = op("MatMul", [h, const("WRt", weight("weight_hr").T)], "h_proj")
+    if lstm._zoneout != (0.0, 0.0):  # eval: h = h_new + p (h_prev - h_new), likewise c
+        h = mix(h, f"{k}_h", lstm._zoneout[0], "zo_h")
+        c = mix(c, c_prev, lstm._zoneout[1], "zo_c")
+    b.node("Identity", [c], [f"{k}_c_new" if masked else f"{k}_c_out"])
+    b.node("Identity", [h], [f"{k}_h_new" if masked else f"{k}_h_out"])
     value = helper.make_tensor_value_info
     f32 = TensorProto.FLOAT
     inputs = [
@@ -279,11 +334,12 @@ def _cell_body(lstm: LSTM, names: dict[str, str], k: str, masked: bool = False) 
     if masked:  # keep the state where the sequence has ended; emit zeros there
         v = f"{k}_valid"
         inputs.append(value(v, TensorProto.BOOL, ["batch", 1]))
-        b.node("Where", [v, c, f"{k}_c"], [f"{k}_c_out"])
-        b.node("Where", [v, h, f"{k}_h"], [f"{k}_h_out"])
-        b.node("Where", [v, h, b.const(f"{k}_zero", np.zeros((), np.float32))], [f"{k}_y_t"])
+        b.node("Where", [v, f"{k}_c_new", f"{k}_c"], [f"{k}_c_out"])
+        b.node("Where", [v, f"{k}_h_new", f"{k}_h"], [f"{k}_h_out"])
+        b.node("Where", [v, f"{k}_h_new", b.const(f"{k}_zero", np.zeros((), np.float32))],
+               [f"{k}_y_t"])  # fmt: skip
     else:
-        b.node("Identity", [h], [f"{k}_y_t"])
+        b.node("Identity", [f"{k}_h_out"], [f"{k}_y_t"])
     return helper.make_graph(
         b.nodes, f"{k}_cell", inputs,
         [value(f"{k}_h_out", f32, ["batch", P]), value(f"{k}_c_out", f32, ["batch", H]),

@@ -51,23 +51,33 @@ def test_onnx_lstm_node_outputs() -> None:
     torch.testing.assert_close(c_n, torch.from_numpy(y_c), rtol=1e-5, atol=1e-5)
 
 
+def haste_by_equations(x, kernel, rkernel, bias, norm=None):
+    """haste's LSTM, or its LayerNormLSTM with ``norm = (gamma, gamma_h, beta_h)``, in
+    numpy: ``(h_n, c_n)``. Gates i, g, f, o; LN over the last axis, eps 1e-5."""
+
+    def ln(v, g, b=0.0):
+        mean, var = v.mean(-1, keepdims=True), v.var(-1, keepdims=True)
+        return (v - mean) / np.sqrt(var + 1e-5) * g + b
+
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    B, H = x.shape[1], rkernel.shape[0]
+    h = c = np.zeros((B, H), np.float64)
+    for x_t in x:
+        wx, rh = x_t @ kernel, h @ rkernel
+        z = (wx + rh if norm is None else ln(wx, norm[0][0]) + ln(rh, norm[0][1])) + bias
+        zi, zg, zf, zo = np.split(z, 4, axis=1)
+        i, g, f, o = sig(zi), np.tanh(zg), sig(zf), sig(zo)
+        c = f * c + i * g
+        h = o * np.tanh(c if norm is None else ln(c, norm[1], norm[2]))
+    return h, c
+
+
 def test_haste_layout_by_its_equations() -> None:
     """haste: kernel (I, 4H) and recurrent_kernel (H, 4H), gates i, g, f, o, one bias."""
     I, H, B, T = 3, 4, 2, 5
     kernel, rkernel, bias = rand(I, 4 * H), rand(H, 4 * H), rand(4 * H)
     x = rand(T, B, I)
-    h = c = np.zeros((B, H), np.float64)
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    for t in range(T):
-        z = x[t] @ kernel + h @ rkernel + bias
-        i, g, f, o = (
-            sig(z[:, :H]),
-            np.tanh(z[:, H : 2 * H]),
-            sig(z[:, 2 * H : 3 * H]),
-            sig(z[:, 3 * H :]),
-        )
-        c = f * c + i * g
-        h = o * np.tanh(c)
+    h, c = haste_by_equations(x, kernel, rkernel, bias)
     lstm = lstmkit.LSTM(I, H)
     load_haste(lstm, torch.from_numpy(kernel), torch.from_numpy(rkernel), torch.from_numpy(bias))
     with torch.no_grad():
@@ -80,29 +90,11 @@ def test_haste_layer_norm_lstm_by_its_equations() -> None:
     """haste's LayerNormLSTM: LN(x kernel) gamma[0] + LN(h recurrent_kernel) gamma[1] + bias,
     h = o tanh(LN(c) gamma_h + beta_h), gates i, g, f, o, eps 1e-5."""
     I, H, B, T = 3, 4, 2, 5
-    kernel, rkernel, bias = (
-        rand(*s).astype(np.float64) for s in ((I, 4 * H), (H, 4 * H), (4 * H,))
-    )
+    f64 = [rand(*s).astype(np.float64) for s in ((I, 4 * H), (H, 4 * H), (4 * H,), (T, B, I))]
+    kernel, rkernel, bias, x = f64
     gamma, gamma_h, beta_h = (rand(*s).astype(np.float64) for s in ((2, 4 * H), (H,), (H,)))
     gamma, gamma_h = 1 + 0.3 * gamma, 1 + 0.3 * gamma_h
-    x = rand(T, B, I).astype(np.float64)
-
-    def ln(v, g, b=0.0):
-        mean, var = v.mean(-1, keepdims=True), v.var(-1, keepdims=True)
-        return (v - mean) / np.sqrt(var + 1e-5) * g + b
-
-    h = c = np.zeros((B, H), np.float64)
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    for t in range(T):
-        z = ln(x[t] @ kernel, gamma[0]) + ln(h @ rkernel, gamma[1]) + bias
-        i, g, f, o = (
-            sig(z[:, :H]),
-            np.tanh(z[:, H : 2 * H]),
-            sig(z[:, 2 * H : 3 * H]),
-            sig(z[:, 3 * H :]),
-        )
-        c = f * c + i * g
-        h = o * np.tanh(ln(c, gamma_h, beta_h))
+    h, c = haste_by_equations(x, kernel, rkernel, bias, (gamma, gamma_h, beta_h))
     lstm = lstmkit.LSTM(I, H, layer_norm=True, dtype=torch.float64)
     t = torch.from_numpy
     load_haste(lstm, t(kernel), t(rkernel), t(bias), gamma=t(gamma), gamma_h=t(gamma_h),

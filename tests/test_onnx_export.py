@@ -18,6 +18,20 @@ def run(model, **feeds):
     return session.run(None, {k: v.numpy() for k, v in feeds.items()})
 
 
+def assert_exports(lstm, model, x, hx=None, lengths=None) -> None:
+    """onnxruntime's outputs of ``model`` equal ``lstm``'s (output, h_n, c_n) at 1e-5."""
+    feeds = {"input": x}
+    if hx is not None:
+        feeds |= {"h0": hx[0], "c0": hx[1]}
+    if lengths is not None:
+        feeds["lengths"] = lengths
+    got = run(model, **feeds)
+    with torch.no_grad():
+        out, (h, c) = lstm(x, hx, lengths=lengths)
+    for a, b in zip(got, (out, h, c), strict=True):
+        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -75,12 +89,7 @@ def test_projection_exports_as_scan_without_state_inputs() -> None:
     lstm = lstmkit.LSTM(3, 4, proj_size=2, num_layers=2).eval()
     model = to_model(lstm, with_state=False)
     assert [n.op_type for n in model.graph.node].count("Scan") == 2
-    x = torch.randn(5, 3, 3)
-    got = run(model, input=x)
-    with torch.no_grad():
-        out, (h, c) = lstm(x)
-    for a, b in zip(got, (out, h, c)):
-        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+    assert_exports(lstm, model, torch.randn(5, 3, 3))
 
 
 @pytest.mark.parametrize(
@@ -101,13 +110,7 @@ def test_export_cell_options_to_the_operator(options: dict) -> None:
     with torch.no_grad():
         for p in lstm.parameters():
             p.mul_(3)  # clips active
-    model = to_model(lstm, with_state=False)
-    x = torch.randn(6, 3, 4)
-    got = run(model, input=x)
-    with torch.no_grad():
-        out, (h, c) = lstm(x)
-    for a, b in zip(got, (out, h, c)):
-        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+    assert_exports(lstm, to_model(lstm, with_state=False), torch.randn(6, 3, 4))
 
 
 @pytest.mark.parametrize(
@@ -136,9 +139,5 @@ def test_cells_beyond_the_operator_export_as_scans(options: dict, bidirectional:
     assert any(node.op_type == "Scan" for node in model.graph.node)
     D, P = 2 if bidirectional else 1, options.get("proj_size", 0) or 5
     x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4], dtype=torch.int32)
-    h0, c0 = torch.randn(2 * D, 3, P), torch.randn(2 * D, 3, 5)
-    got = run(model, input=x, h0=h0, c0=c0, lengths=lengths)
-    with torch.no_grad():
-        out, (h, c) = lstm(x, (h0, c0), lengths=lengths)
-    for a, b in zip(got, (out, h, c)):
-        torch.testing.assert_close(torch.from_numpy(a), b, rtol=1e-5, atol=1e-5)
+    hx = torch.randn(2 * D, 3, P), torch.randn(2 * D, 3, 5)
+    assert_exports(lstm, model, x, hx, lengths)

@@ -14,24 +14,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import functional, init
-from ._checks import (
-    check_bool,
-    check_clip,
-    check_constructor,
-    check_forget_bias,
-    check_probability,
-    check_zoneout,
-)
+from ._checks import check_constructor
 from ._inputs import Sizes, normalize
-from .activations import check_activations
+from ._options import options_used, set_options
 from .backends import check_backend_name
-
-#: The keyword-only options of LSTM and LSTMCell and their defaults (all off).
-OPTION_DEFAULTS: dict[str, object] = {
-    "peephole": False, "gate_clip": None, "cell_clip": None, "recurrent_dropout": 0.0,
-    "zoneout": 0.0, "layer_norm": False, "activation": "tanh",
-    "recurrent_activation": "sigmoid", "forget_bias": 0.0,
-}  # fmt: skip
 
 
 class LSTM(nn.Module):
@@ -110,19 +96,12 @@ class LSTM(nn.Module):
         check_constructor(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
         )
-        check_bool("peephole", peephole)
-        check_bool("layer_norm", layer_norm)
-        self.peephole = peephole
-        self.layer_norm = layer_norm
-        self.activation, self.recurrent_activation = check_activations(
-            activation, recurrent_activation
-        )
-        self.gate_clip = check_clip("gate_clip", gate_clip)
-        self.cell_clip = check_clip("cell_clip", cell_clip)
-        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self._zoneout = check_zoneout(zoneout)
-        self.zoneout = zoneout
-        self.forget_bias = check_forget_bias(forget_bias, bias)
+        set_options(
+            self, bias, peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout, layer_norm=layer_norm,
+            activation=activation, recurrent_activation=recurrent_activation,
+            forget_bias=forget_bias,
+        )  # fmt: skip
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -364,7 +343,7 @@ class LSTM(nn.Module):
 
     def options_used(self) -> list[str]:
         """The names of the keyword-only cell options set away from their defaults."""
-        return [name for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default]
+        return options_used(self)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"

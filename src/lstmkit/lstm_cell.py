@@ -6,15 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from . import init
-from ._checks import (
-    check_bool,
-    check_clip,
-    check_forget_bias,
-    check_positive_int,
-    check_probability,
-    check_zoneout,
-)
-from .activations import check_activations
+from ._checks import check_bool, check_positive_int
+from ._options import options_used, set_options
 from .backends import check_backend_name, select
 from .cell import cell_step
 from .functional import (
@@ -24,7 +17,6 @@ from .functional import (
     recurrent_dropout_mask,
     zoneout_masks,
 )
-from .lstm import OPTION_DEFAULTS
 
 
 class LSTMCell(nn.Module):
@@ -86,19 +78,12 @@ class LSTMCell(nn.Module):
         check_bool("bias", bias)
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
-        check_bool("peephole", peephole)
-        self.peephole = peephole
-        self.gate_clip = check_clip("gate_clip", gate_clip)
-        self.cell_clip = check_clip("cell_clip", cell_clip)
-        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self._zoneout = check_zoneout(zoneout)
-        self.zoneout = zoneout
-        check_bool("layer_norm", layer_norm)
-        self.layer_norm = layer_norm
-        self.activation, self.recurrent_activation = check_activations(
-            activation, recurrent_activation
-        )
-        self.forget_bias = check_forget_bias(forget_bias, bias)
+        set_options(
+            self, bias, peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout, layer_norm=layer_norm,
+            activation=activation, recurrent_activation=recurrent_activation,
+            forget_bias=forget_bias,
+        )  # fmt: skip
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
@@ -128,7 +113,7 @@ class LSTMCell(nn.Module):
 
     def options_used(self) -> list[str]:
         """The names of the keyword-only cell options set away from their defaults."""
-        return [name for name, default in OPTION_DEFAULTS.items() if getattr(self, name) != default]
+        return options_used(self)
 
     def recurrent_dropout_mask(self, batch_size: int) -> Tensor | None:
         """A recurrent-dropout mask ``(B, H)`` to pass as ``recurrent_mask=`` at every step

@@ -16,6 +16,13 @@ single GEMMs done by autograd outside). Each backward line mirrors a forward lin
     m_t = o tanh(c_t)                         do = dm tanh(c_t), dc += dm o (1 - tanh(c_t)^2)
     h_t = m_t W_hr^T (or m_t)                 dm = dh W_hr (or dh);  dW_hr = sum_t dh_t^T m_t
 
+The cell options add mirrored lines: other activations use their slopes written from
+their outputs (:mod:`lstmkit.activations`) in place of ``i(1-i)`` and ``1-g^2``; with
+layer normalisation ``dc`` and ``dh_{t-1}`` pass through the normalisation's backward
+(``rstd (dy - mean(dy) - hat mean(dy hat))``) and the gains' gradients are one reduction
+each; clips zero the gradient where they acted; zoneout sends the kept share of ``dh``,
+``dc`` straight to the previous state.
+
 Variable lengths use the validity mask of the contract: an ended sequence carries its
 state (and its gradient passes through unchanged) and emits zeros.
 
@@ -104,9 +111,9 @@ class Engine(Protocol):
         buf: Buffers,
         grads: Grads,
     ) -> tuple[Tensor, Tensor]:
-        """Fill ``grads`` walking back from
-        ``dh = dL/dh_n``, ``dc = dL/dc_n``, adding ``dys`` (dL/dy_t) and ``dcs``
-        (dL/dc_t, or None) at each step; return ``(dL/dh_0, dL/dc_0)``."""
+        """Fill ``grads`` walking back from ``dh = dL/dh_n``, ``dc = dL/dc_n``, adding
+        ``dys`` (dL/dy_t) and ``dcs`` (dL/dc_t, or None) at each step; return
+        ``(dL/dh_0, dL/dc_0)``."""
 
 
 def steps(T: int, reverse: bool, backward: bool = False) -> range:

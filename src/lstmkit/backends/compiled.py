@@ -191,8 +191,14 @@ class NumbaEngine:
 
 
 def _at(array: np.ndarray, t: int) -> np.ndarray:
-    """Step ``t`` of a (T, B, N) array, or the empty "off" marker of its dtype."""
-    return array[t] if array.shape[0] else np.empty((0, 0), array.dtype)
+    """Step ``t`` of a (T, B, N) array, or the (shared) empty "off" marker of its dtype."""
+    return array[t] if array.shape[0] else _absent_rows(array.dtype)
+
+
+@functools.cache
+def _absent_rows(dtype: np.dtype) -> np.ndarray:
+    """The shared empty (0, 0) array of a numpy dtype: one step of an absent option."""
+    return np.empty((0, 0), dtype)
 
 
 def _valid(valid: Tensor | None) -> np.ndarray:

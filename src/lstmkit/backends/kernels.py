@@ -12,12 +12,13 @@ float32 rounding), and ``tests/test_compiled.py`` checks it.
 
 Kernels (``B`` rows, ``H`` hidden, ``G = 4H``, ``P`` width of h; gates i, f, g, o):
 
-* ``step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask)``: one
-  step for all rows, from the two halves of the pre-activations (``h W_hh^T`` and
-  ``x W_ih^T + b``); ``m = o tanh(c)``; the options as in :func:`forward_row`.
-* ``step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask)``: the
-  matching derivatives; ``dc`` comes in as dL/dc_t (excluding the path through h_t) and
-  leaves as dL/dc_{t-1}.
+* ``step_forward(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, kinds,
+  norm)``: one step for all rows, from the two halves of the pre-activations (``h
+  W_hh^T`` and ``x W_ih^T + b``); ``m = o act(c)``; the options as in
+  :func:`forward_row`.
+* ``step_backward(dm, dc, acts, c_prev, tanh_c, dgates, peep, gmask, cmask, kinds, norm,
+  drec, dnorm_c)``: the matching derivatives; ``dc`` comes in as dL/dc_t (excluding the
+  path through h_t) and leaves as dL/dc_{t-1}.
 * ``sequence_forward`` / ``sequence_backward``: the whole time loop, recurrent products
   included, for small batches where per-step dispatch would dominate.
 """

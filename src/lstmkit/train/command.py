@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..lstm import OPTION_DEFAULTS
+from .._options import OPTION_DEFAULTS
 from . import missing_dependencies
 
 #: ``--compare`` names: lstmkit.LSTM options over the command line's own.

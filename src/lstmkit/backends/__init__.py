@@ -7,6 +7,7 @@ name that cannot serve the call raises ``NotImplementedError`` saying why.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,6 +78,17 @@ AUTO_ORDER: tuple[str, ...] = ("compiled", "fused")
 BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
 
 
+_warned_no_numba = False
+
+
+def _warn_no_numba() -> None:
+    """Say once per process that the CPU fast path is missing, what it costs and the fix."""
+    global _warned_no_numba
+    if not _warned_no_numba:
+        _warned_no_numba = True
+        warnings.warn(f"lstmkit: {compiled.NO_NUMBA}", RuntimeWarning, stacklevel=4)
+
+
 def check_backend_name(backend: object) -> str:
     """Validate a ``backend=`` argument at construction time."""
     if not isinstance(backend, str) or backend not in BACKEND_NAMES:
@@ -93,6 +105,8 @@ def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrenc
         for name in AUTO_ORDER:
             chosen = BACKENDS[name]
             if chosen.unsupported(xg) is None and chosen.options.issuperset(options):
+                if name != "compiled" and compiled.kernels is None and xg.device.type == "cpu":
+                    _warn_no_numba()
                 return chosen.run
         return BACKENDS["reference"].run
     chosen = BACKENDS[check_backend_name(backend)]

@@ -15,12 +15,13 @@ from torch.nn.utils.rnn import PackedSequence
 
 from . import functional, init
 from ._checks import check_constructor
+from ._compat import LSTMCompat, recompute_hooked_weights
 from ._inputs import Sizes, normalize
 from ._options import options_used, set_options
 from .backends import check_backend_name
 
 
-class LSTM(nn.Module):
+class LSTM(LSTMCompat, nn.Module):
     r"""A multi-layer LSTM, a drop-in for PyTorch's ``nn.LSTM``.
 
     For each layer and each element of the input sequence, in gate order i, f, g, o:
@@ -180,12 +181,21 @@ class LSTM(nn.Module):
         return [getattr(self, name) for name in self._flat_weights_names]
 
     def layer_weights(self) -> list[functional.LayerWeights]:
-        """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major."""
+        """The parameters as ``L*D`` :class:`~lstmkit.functional.LayerWeights`, layer-major.
+
+        A weight that torch's parametrizations or pruning took out of ``_parameters``
+        (``register_parametrization``, ``weight_norm``, ``spectral_norm``, ``prune``) is
+        read as an attribute, which computes it from its underlying tensors; each is
+        computed once per call.
+        """
         params = self._parameters  # direct lookup: nn.Module.__getattr__ is slow per call
         return [
-            functional.LayerWeights(*[None if n is None else params[n] for n in names])
+            functional.LayerWeights(*[
+                None if n is None else params[n] if n in params else getattr(self, n)
+                for n in names
+            ])
             for names in self._layer_fields
-        ]
+        ]  # fmt: skip
 
     def _sizes(self, batch_first: bool | None = None) -> Sizes:
         return Sizes(
@@ -221,11 +231,12 @@ class LSTM(nn.Module):
         for a ``PackedSequence``), zeros past each sequence's end; gradients flow
         through them.
         """
-        batch = normalize(input, hx, self._sizes(), self.weight_ih_l0, lengths)
+        weights = self.layer_weights()
+        batch = normalize(input, hx, self._sizes(), weights[0].weight_ih, lengths)
         out, state, *states = functional.lstm(
             batch.x,
             batch.hx,
-            self.layer_weights(),
+            weights,
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             training=self.training,
@@ -255,7 +266,7 @@ class LSTM(nn.Module):
         if not (self.training and self.recurrent_dropout > 0):
             return None
         width = self.proj_size or self.hidden_size
-        p, like = self.recurrent_dropout, self.weight_hh_l0
+        p, like = self.recurrent_dropout, next(self.parameters())  # computes no weight
         return [
             functional.recurrent_dropout_mask(like, batch_size, width, p)
             for _ in range(self.num_layers)
@@ -285,6 +296,12 @@ class LSTM(nn.Module):
         ``recurrent_dropout > 0``. Zoneout draws fresh masks at every step by itself.
         A bidirectional LSTM cannot stream (its reverse direction needs the whole
         sequence) and raises ``RuntimeError``.
+
+        ``step`` does not go through ``__call__``, so it runs the forward pre-hooks of
+        torch's hook-based reparametrizations (``torch.nn.utils.weight_norm``,
+        ``spectral_norm``, ``prune``) itself; like parametrized weights
+        (``torch.nn.utils.parametrize``), they are recomputed at every step (inside
+        ``parametrize.cached()`` parametrized weights are computed once).
         """
         if self.bidirectional:
             raise RuntimeError(
@@ -295,12 +312,15 @@ class LSTM(nn.Module):
             got = f"{x_t.dim()}D" if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"LSTM.step: Expected x_t to be 1D or 2D, got {got} instead")
         masks = self._check_step_masks(recurrent_masks, x_t)
+        if self._forward_pre_hooks:  # weight_norm, spectral_norm, prune: as forward would
+            recompute_hooked_weights(self, (x_t, hx))
+        weights = self.layer_weights()
         seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
-        batch = normalize(seq, hx, self._sizes(batch_first=False), self.weight_ih_l0)
+        batch = normalize(seq, hx, self._sizes(batch_first=False), weights[0].weight_ih)
         out, state = functional.lstm(
             batch.x,
             batch.hx,
-            self.layer_weights(),
+            weights,
             dropout=self.dropout,
             training=self.training,
             backend=self.backend,

@@ -104,12 +104,23 @@ class LSTMCell(nn.Module):
         if layer_norm:
             for name, shape in layer_norm_shapes(hidden_size).items():
                 self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        # the LayerWeights fields this cell registered (bias_ih/bias_hh even as None)
+        self._layer_fields = tuple(
+            n if n in self._parameters else None for n in LayerWeights._fields
+        )
         self.reset_parameters()
 
     def layer_weights(self) -> list[LayerWeights]:
-        """The parameters as one :class:`~lstmkit.functional.LayerWeights`."""
-        params = self._parameters
-        return [LayerWeights(*(params.get(name) for name in LayerWeights._fields))]
+        """The parameters as one :class:`~lstmkit.functional.LayerWeights`.
+
+        A weight that torch's parametrizations or pruning took out of ``_parameters`` is
+        read as an attribute, which computes it (once per call).
+        """
+        params = self._parameters  # direct lookup: nn.Module.__getattr__ is slow per call
+        return [LayerWeights(*[
+            None if n is None else params[n] if n in params else getattr(self, n)
+            for n in self._layer_fields
+        ])]  # fmt: skip
 
     def options_used(self) -> list[str]:
         """The names of the keyword-only cell options set away from their defaults."""
@@ -121,7 +132,8 @@ class LSTMCell(nn.Module):
         ``None`` in eval mode or without recurrent dropout."""
         if not (self.training and self.recurrent_dropout > 0):
             return None
-        return recurrent_dropout_mask(self.weight_hh, batch_size, self.hidden_size,
+        like = next(self.parameters())  # computes no (parametrized) weight
+        return recurrent_dropout_mask(like, batch_size, self.hidden_size,
                                       self.recurrent_dropout)  # fmt: skip
 
     def reset_parameters(self) -> None:
@@ -142,8 +154,8 @@ class LSTMCell(nn.Module):
         ``h`` before ``W_hh``; see :meth:`recurrent_dropout_mask`. Required in training
         with ``recurrent_dropout > 0``.
         """
-        x, (h, c), batched = self._normalize(input, hx)
         (w,) = self.layer_weights()
+        x, (h, c), batched = self._normalize(input, hx, w.weight_ih.dtype)
         xg = input_projection(x, w)  # (B, 4H)
         mask = self._check_mask(recurrent_mask, x.shape[0], batched)
         keep = None
@@ -153,10 +165,10 @@ class LSTMCell(nn.Module):
         options = w.options(self.gate_clip, self.cell_clip, mask, keep, self.activation,
                             self.recurrent_activation)  # fmt: skip
         if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
-            h, c = cell_step(xg, h, c, self.weight_hh, **options.cell_kwargs(0))
+            h, c = cell_step(xg, h, c, w.weight_hh, **options.cell_kwargs(0))
         else:  # the chosen backend's recurrence, over a sequence of length one
             run = select(self.backend, xg[None], options.used())
-            _, h, c = run(xg[None], h, c, self.weight_hh, options=options)
+            _, h, c = run(xg[None], h, c, w.weight_hh, options=options)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c
@@ -178,16 +190,18 @@ class LSTMCell(nn.Module):
             raise ValueError(f"LSTMCell: recurrent_mask should have shape {want}, got {got}")
         return mask if batched else mask.unsqueeze(0)
 
-    def _normalize(self, input: Tensor, hx: object) -> tuple[Tensor, tuple[Tensor, Tensor], bool]:
+    def _normalize(
+        self, input: Tensor, hx: object, weight_dtype: torch.dtype
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], bool]:
         """nn.LSTMCell's checks, in its order; returns 2-D ``x``, ``(h, c)`` and batchedness."""
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I)
-        if x.dtype != self.weight_ih.dtype:
+        if x.dtype != weight_dtype:
             raise RuntimeError(
                 f"LSTMCell: input dtype ({x.dtype}) does not match weight dtype "
-                f"({self.weight_ih.dtype}). Convert input: input.to({self.weight_ih.dtype}), "
+                f"({weight_dtype}). Convert input: input.to({weight_dtype}), "
                 f"or convert model: model.to({x.dtype})"
             )
         if hx is None:

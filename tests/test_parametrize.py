@@ -252,24 +252,28 @@ def test_each_weight_is_computed_once_per_call(backend: str) -> None:
 @pytest.mark.parametrize("treatment", TREATMENTS)
 def test_step_loop_matches_nn_lstm_called_per_step(treatment: str, backend: str) -> None:
     """``step`` is one call per time step: the oracle calls nn.LSTM on each step (so the
-    old API's hooks run as often); the whole loop in ``cached()`` on both sides."""
+    old API's hooks run as often); the whole loop in ``cached()`` on both sides. A
+    second sequence after an optimizer step catches a stale (hook-computed) weight."""
     theirs, ours = twins(STACK, treatment, names_of(STACK, "all"), backend)
-    x, hx = inputs(STACK, 5)
-    results = {}
-    for module, call in ((theirs, lambda x_t, s: theirs(x_t[None], s)), (ours, ours.step)):
-        state, ys = hx, []
-        with parametrize.cached():
-            for x_t in x.unbind(0):
-                y, state = call(x_t, state)
-                ys.append(y.reshape(x.shape[1], -1))
-        outs = [torch.stack(ys), *state]
-        weighted_sum(outs, 5).backward()
-        results[module] = (outs, grads(module, x, hx))
-        x.grad = hx[0].grad = hx[1].grad = None
-    (got, got_grads), (want, want_grads) = results[ours], results[theirs]
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **TOL)
-    assert_same(got_grads, want_grads)
+    for seed in (5, 6):
+        x, hx = inputs(STACK, seed)
+        results = {}
+        for module, call in ((theirs, lambda x_t, s: theirs(x_t[None], s)), (ours, ours.step)):
+            state, ys = hx, []
+            with parametrize.cached():
+                for x_t in x.unbind(0):
+                    y, state = call(x_t, state)
+                    ys.append(y.reshape(x.shape[1], -1))
+            outs = [torch.stack(ys), *state]
+            weighted_sum(outs, seed).backward()
+            results[module] = (outs, grads(module, x, hx))
+            x.grad = hx[0].grad = hx[1].grad = None
+        (got, got_grads), (want, want_grads) = results[ours], results[theirs]
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **TOL)
+        assert_same(got_grads, want_grads)
+        sgd_step(theirs)
+        sgd_step(ours)
 
 
 def _effective_weights(module: nn.Module) -> dict[str, Tensor]:

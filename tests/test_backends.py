@@ -4,6 +4,7 @@ the compiled kernels' activations, and the oneDNN GEMM paths."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 import lstmkit
+from lstmkit import backends
 from lstmkit.backends import BACKENDS, compiled, gemm, select
 from lstmkit.bench.shapes import SHAPES, Shape
 
@@ -80,11 +82,16 @@ def test_explicit_backend_that_cannot_serve_raises() -> None:
 
 def test_without_numba_compiled_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled, "kernels", None)
+    monkeypatch.setattr(backends, "_warned_no_numba", False)
     with pytest.raises(
-        NotImplementedError, match=r"numba is not installed \(pip install 'lstmkit\[fast\]'\)"
+        NotImplementedError, match=r"numba cannot be imported .*pip install 'numba>=0.59'"
     ):
         lstmkit.LSTM(3, 4, backend="compiled")(torch.randn(2, 1, 3))
-    assert select("auto", torch.zeros(2, 1, 4 * 4)) is BACKENDS["fused"].run
+    with pytest.warns(RuntimeWarning, match=r"runs 'fused', 5-20x slower than nn.LSTM"):
+        assert select("auto", torch.zeros(2, 1, 4 * 4)) is BACKENDS["fused"].run
+    with warnings.catch_warnings():  # once per process
+        warnings.simplefilter("error")
+        select("auto", torch.zeros(2, 1, 4 * 4))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

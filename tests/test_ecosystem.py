@@ -62,8 +62,8 @@ def test_explicit_fast_backends_refuse_transforms_clearly(backend: str) -> None:
 
 
 def test_torch_compile_fullgraph_matches_eager() -> None:
-    """nn.LSTM graph-breaks here; lstmkit compiles as one graph (auto runs the reference
-    loop while tracing), with equal outputs and gradients."""
+    """nn.LSTM graph-breaks here; lstmkit compiles as one graph (auto runs its engine as
+    one custom op per layer-direction), with equal outputs and gradients."""
     torch._dynamo.reset()
     lstm = lstmkit.LSTM(3, 4)
     x = torch.randn(3, 2, 3, requires_grad=True)

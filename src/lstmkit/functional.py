@@ -18,7 +18,7 @@ For layer ``l`` and direction ``d`` (index ``k = l*D + d``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -125,10 +125,33 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
     )
 
 
+class _BiasSum(torch.autograd.Function):
+    """``b_ih + b_hh`` whose two gradients are distinct tensors. A compiled graph hands
+    an addition's one incoming gradient to both leaves as the same storage, so
+    ``bias_ih.grad is bias_hh.grad`` and everything that then updates one in place
+    (``clip_grad_norm_``, accumulation) hits both twice."""
+
+    @staticmethod
+    def forward(ctx: Any, b_ih: Tensor, b_hh: Tensor) -> Tensor:  # type: ignore[override]
+        return b_ih + b_hh
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        return grad, grad.clone()
+
+
+def bias_sum(b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    """``b_ih + b_hh``, with gradients that never share storage (see :class:`_BiasSum`);
+    a plain addition in eager mode, where autograd already gives each leaf its own."""
+    if torch.compiler.is_compiling():
+        return _BiasSum.apply(b_ih, b_hh)
+    return b_ih + b_hh
+
+
 def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``; with
     layer normalisation ``LN(x W_ih^T) * ln_weight_ih + b_ih + b_hh``."""
-    bias = None if w.bias_ih is None or w.bias_hh is None else w.bias_ih + w.bias_hh
+    bias = None if w.bias_ih is None or w.bias_hh is None else bias_sum(w.bias_ih, w.bias_hh)
     if w.ln_weight_ih is None:
         return linear(x, w.weight_ih, bias)
     return layer_normalized(linear(x, w.weight_ih, None), w.ln_weight_ih, bias)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import compiled, fused, reference
+from . import compiled, fused, ops, reference
 from .contract import Recurrence
 
 
@@ -36,14 +36,22 @@ def _always(xg: Tensor) -> str | None:
     return None
 
 
-def _untransformed(xg: Tensor) -> str | None:
-    """The hand-written backward (an autograd Function with buffers and, for ``compiled``,
-    numba calls) is not traceable by torch.compile nor transformable by torch.func; the
-    reference loop, plain torch ops, is both."""
-    if torch.compiler.is_compiling():
-        return "torch.compile traces the reference loop only (use backend='auto' or 'reference')"
+def tracing() -> bool:
+    """Whether a graph tracer is recording this call (torch.compile, torch.export,
+    torch.jit.trace, the ONNX exporters): the fast engines then run as one custom op per
+    layer-direction (:mod:`.ops`) instead of their Python-driven loops."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _functorch_active() -> bool:
     active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
-    if active():
+    return active()
+
+
+def _untransformed(xg: Tensor) -> str | None:
+    """The hand-written backward (custom ops with numba calls, for ``compiled``) has no
+    batching rule for torch.func; the reference loop, plain torch ops, transforms."""
+    if _functorch_active():
         return "torch.func transforms (vmap, grad, jacrev, ...) need backend='auto' or 'reference'"
     return None
 
@@ -98,16 +106,17 @@ def check_backend_name(backend: object) -> str:
 
 def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrence:
     """The recurrence to run ``xg`` with (using the cell ``options`` named): ``backend``
-    itself, or the best one for ``auto``."""
+    itself, or the best one for ``auto``. Under a graph tracer (:func:`tracing`) the
+    fast engines run as their custom op."""
     if backend == "auto":
-        if xg.shape[0] == 1:
+        if (not tracing() and xg.shape[0] == 1) or _functorch_active():
             return BACKENDS["reference"].run
         for name in AUTO_ORDER:
             chosen = BACKENDS[name]
             if chosen.unsupported(xg) is None and chosen.options.issuperset(options):
                 if name != "compiled" and compiled.kernels is None and xg.device.type == "cpu":
                     _warn_no_numba()
-                return chosen.run
+                return _traced(name)
         return BACKENDS["reference"].run
     chosen = BACKENDS[check_backend_name(backend)]
     missing = sorted(set(options) - chosen.options)
@@ -116,4 +125,11 @@ def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrenc
     )
     if reason is not None:
         raise NotImplementedError(f"backend {backend!r} cannot run this call: {reason}")
-    return chosen.run
+    return _traced(backend)
+
+
+def _traced(name: str) -> Recurrence:
+    """Backend ``name``'s recurrence, as its custom op when a tracer records the call."""
+    if name in ops.ENGINES and tracing():
+        return ops.RECURRENCES[name]
+    return BACKENDS[name].run

@@ -220,12 +220,21 @@ def forward(
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0
     engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
-    ys = buf.hs[:-1] if reverse else buf.hs[1:]  # (T, B, P), time order
-    cs = buf.cs[:-1] if reverse else buf.cs[1:]  # (T, B, H)
+    return results(buf.hs, buf.cs, valid, reverse), buf, valid
+
+
+def results(
+    hs: Tensor, cs: Tensor, valid: Tensor | None, reverse: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(ys, h_n, c_n, cs)`` from the state slots ``hs (T + 1, B, P)``, ``cs (T + 1, B,
+    H)`` a forward loop filled: every step's state in time order, zeros past each
+    sequence's end, and the state after the last step."""
+    ys_t = hs[:-1] if reverse else hs[1:]  # (T, B, P), time order
+    cs_t = cs[:-1] if reverse else cs[1:]  # (T, B, H)
     if valid is not None:
-        ys, cs = ys.masked_fill(~valid, 0.0), cs.masked_fill(~valid, 0.0)
-    last = 0 if reverse else T
-    return (ys, buf.hs[last].clone(), buf.cs[last].clone(), cs), buf, valid
+        ys_t, cs_t = ys_t.masked_fill(~valid, 0.0), cs_t.masked_fill(~valid, 0.0)
+    last = 0 if reverse else hs.shape[0] - 1
+    return ys_t, hs[last].clone(), cs[last].clone(), cs_t
 
 
 class Recurrence(torch.autograd.Function):
@@ -269,52 +278,79 @@ class Recurrence(torch.autograd.Function):
             inputs = (xg, h0, c0, weight_hh, weight_hr, lengths)
             return _reference_backward(ctx, inputs, options, (dys, dh_n, dc_n, dcs))
         buf = Buffers(*saved[7:12], options, *saved[12:-TENSOR_SLOTS])
-        T, B, G = buf.acts.shape
-        H, P = G // 4, buf.hs.shape[2]
-        norm = options.layer_norm is not None
-        dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
-        dcs = None if dcs is None else dcs.contiguous()
-        dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
-        dc = c0.new_zeros(c0.shape) if dc_n is None else dc_n.clone()  # (B, H)
-        grads = Grads(
-            dgates=xg.new_empty(T, B, G),
-            dhs=xg.new_empty(T, B, P) if weight_hr is not None else None,
-            drec=xg.new_empty(T, B, G) if norm else None,
-            dnorm_c=xg.new_empty(T, B, H) if norm else None,
-        )
-        dh, dc = ctx.engine.backward(
-            dys, dcs, dh, dc, weight_hh, weight_hr, valid, ctx.reverse, buf, grads
-        )
-        dgates = grads.dgates
-        dweight_hh = dweight_hr = None
-        if ctx.needs_input_grad[3]:  # sum_t drec_t^T h_{t-1}: one GEMM over T*B rows
-            h_prev = buf.hs[1:] if ctx.reverse else buf.hs[:-1]
-            if options.recurrent_mask is not None:  # W_hh saw the masked h_{t-1}
-                h_prev = h_prev * options.recurrent_mask
-            drec = grads.drec if norm else dgates
-            dweight_hh = drec.view(T * B, G).t() @ h_prev.reshape(T * B, P)
-        if weight_hr is not None and ctx.needs_input_grad[4]:  # sum_t dh_t^T m_t
-            dweight_hr = grads.dhs.view(T * B, P).t() @ buf.ms.view(T * B, H)
-        dpeep: tuple[Tensor | None, ...] = (None,) * 3
-        if options.peephole is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
-            cs = buf.cs
-            c_prev, c_out = (cs[1:], cs[:-1]) if ctx.reverse else (cs[:-1], cs[1:])
-            c_cell = c_out if buf.c_new is None else buf.c_new  # o saw the cell's c_t
-            dpeep = tuple(
-                (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
-                for k, c in ((0, c_prev), (1, c_prev), (3, c_cell))
-            )
-        dnorm: tuple[Tensor | None, ...] = (None,) * 3
-        if norm:  # gains and bias: one reduction each
-            dnorm = (
-                (dgates * buf.rec_hat).sum((0, 1)),
-                (grads.dnorm_c * buf.c_hat).sum((0, 1)),
-                grads.dnorm_c.sum((0, 1)),
-            )
+        got = backward(
+            ctx.engine, xg, h0, c0, weight_hh, weight_hr, valid, ctx.reverse, buf,
+            (dys, dh_n, dc_n, dcs), ctx.needs_input_grad[3], ctx.needs_input_grad[4],
+        )  # fmt: skip
+        dxg, dh, dc, dweight_hh, dweight_hr, *dpeep_norm = got
+        dpeep, dnorm = dpeep_norm[:3], dpeep_norm[3:]
         return (
-            dgates, dh, dc, dweight_hh, dweight_hr, None, None, None, None,
+            dxg, dh, dc, dweight_hh, dweight_hr, None, None, None, None,
             *dpeep, None, None, None, *dnorm,
         )  # fmt: skip
+
+
+def backward(
+    engine: Engine,
+    xg: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_hr: Tensor | None,
+    valid: Tensor | None,
+    reverse: bool,
+    buf: Buffers,
+    douts: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None],
+    need_weight_hh: bool = True,
+    need_weight_hr: bool = True,
+) -> tuple[Tensor | None, ...]:
+    """The hand-written backward of :func:`forward`, from ``douts = (dys, dh_n, dc_n,
+    dcs)`` (``None`` where no gradient came): ``(dxg, dh0, dc0, dweight_hh, dweight_hr,
+    dw_ci, dw_cf, dw_co, dln_weight_hh, dln_weight_c, dln_bias_c)``, ``None`` for
+    options that are off (and weights whose gradient is not needed)."""
+    dys, dh_n, dc_n, dcs = douts
+    options = buf.options
+    T, B, G = buf.acts.shape
+    H, P = G // 4, buf.hs.shape[2]
+    norm = options.layer_norm is not None
+    dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
+    dcs = None if dcs is None else dcs.contiguous()
+    dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
+    dc = c0.new_zeros(c0.shape) if dc_n is None else dc_n.clone()  # (B, H)
+    grads = Grads(
+        dgates=xg.new_empty(T, B, G),
+        dhs=xg.new_empty(T, B, P) if weight_hr is not None else None,
+        drec=xg.new_empty(T, B, G) if norm else None,
+        dnorm_c=xg.new_empty(T, B, H) if norm else None,
+    )
+    dh, dc = engine.backward(dys, dcs, dh, dc, weight_hh, weight_hr, valid, reverse, buf, grads)
+    dgates = grads.dgates
+    dweight_hh = dweight_hr = None
+    if need_weight_hh:  # sum_t drec_t^T h_{t-1}: one GEMM over T*B rows
+        h_prev = buf.hs[1:] if reverse else buf.hs[:-1]
+        if options.recurrent_mask is not None:  # W_hh saw the masked h_{t-1}
+            h_prev = h_prev * options.recurrent_mask
+        drec = grads.drec if norm else dgates
+        dweight_hh = drec.view(T * B, G).t() @ h_prev.reshape(T * B, P)
+    if weight_hr is not None and need_weight_hr:  # sum_t dh_t^T m_t
+        dweight_hr = grads.dhs.view(T * B, P).t() @ buf.ms.view(T * B, H)
+    dpeep: tuple[Tensor | None, ...] = (None,) * 3
+    if options.peephole is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
+        cs = buf.cs
+        c_prev, c_out = (cs[1:], cs[:-1]) if reverse else (cs[:-1], cs[1:])
+        c_cell = c_out if buf.c_new is None else buf.c_new  # o saw the cell's c_t
+        dpeep = tuple(
+            (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
+            for k, c in ((0, c_prev), (1, c_prev), (3, c_cell))
+        )
+    dnorm: tuple[Tensor | None, ...] = (None,) * 3
+    if norm:  # gains and bias: one reduction each
+        dnorm = (
+            (dgates * buf.rec_hat).sum((0, 1)),
+            (grads.dnorm_c * buf.c_hat).sum((0, 1)),
+            grads.dnorm_c.sum((0, 1)),
+        )
+    return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, *dnorm)
 
 
 def _reference_backward(

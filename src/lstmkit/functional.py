@@ -24,10 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import backends
+from . import _onnx_trace, backends
 from .backends.contract import CellOptions
 from .backends.gemm import linear
 from .cell import layer_normalized
+from .onnx_operator import beyond_operator
 
 
 class States(NamedTuple):
@@ -157,6 +158,26 @@ def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     return layer_normalized(linear(x, w.weight_ih, None), w.ln_weight_ih, bias)
 
 
+def _stacked(x: Tensor, h: list[Tensor], c: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    return x, torch.stack(h), torch.stack(c)
+
+
+def _check_onnx_exportable(
+    weights: Sequence[LayerWeights], cell_clip: float | None, zoneout: tuple[float, float],
+    zoneout_keep: object, return_states: bool, recurrent_dropout: bool,
+) -> None:  # fmt: skip
+    """Refuse, inside ``torch.onnx.export``, what one ``LSTM`` node per layer cannot write."""
+    w = weights[0]
+    beyond = beyond_operator(
+        0 if w.weight_hr is None else w.weight_hr.shape[0], cell_clip,
+        w.ln_weight_hh is not None, (1.0, 1.0) if zoneout_keep is not None else zoneout,
+    )  # fmt: skip
+    beyond += ["return_states=True"] * return_states
+    beyond += ["recurrent dropout in training"] * recurrent_dropout
+    if beyond:
+        _onnx_trace.refuse(beyond)
+
+
 def lstm(
     x: Tensor,
     hx: tuple[Tensor, Tensor],
@@ -240,7 +261,11 @@ def lstm(
     c_n: list[Tensor] = []
     every_h: list[Tensor] = []
     every_c: list[Tensor] = []
-    for layer in range(num_layers):
+
+    def run_layer(x: Tensor, layer: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Layer ``layer`` on ``x``: ``(T, B, D*P)``, its D final ``h`` and ``c``."""
+        hs: list[Tensor] = []
+        cs_n: list[Tensor] = []
         for direction in range(num_directions):
             k = layer * num_directions + direction
             w = weights[k]
@@ -266,10 +291,28 @@ def lstm(
             )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
             every_h.append(ys)
             every_c.extend(cs)
-            h_n.append(h)
-            c_n.append(c)
-        layer_out = every_h[-num_directions:]
-        x = layer_out[0] if num_directions == 1 else torch.cat(layer_out, dim=2)  # (T, B, D*P)
+            hs.append(h)
+            cs_n.append(c)
+        out = every_h[-num_directions:]
+        out_x = out[0] if num_directions == 1 else torch.cat(out, dim=2)  # (T, B, D*P)
+        return out_x, hs, cs_n
+
+    onnx_export = torch.onnx.is_in_onnx_export()
+    if onnx_export:
+        masked = (training and recurrent_dropout > 0) or recurrent_masks is not None
+        _check_onnx_exportable(weights, cell_clip, zoneout, zoneout_keep, return_states, masked)
+    for layer in range(num_layers):
+        if onnx_export:  # one ONNX LSTM node per layer, computed by run_layer meanwhile
+            rows = slice(layer * num_directions, (layer + 1) * num_directions)
+            x, h, c = _onnx_trace.layer(
+                x, h0[rows], c0[rows], weights[rows], lengths, gate_clip, activation,
+                recurrent_activation, lambda x=x, layer=layer: _stacked(*run_layer(x, layer)),
+            )  # fmt: skip
+            h, c = h.unbind(0), c.unbind(0)
+        else:
+            x, h, c = run_layer(x, layer)
+        h_n.extend(h)
+        c_n.extend(c)
         if training and dropout > 0 and layer < num_layers - 1:
             x = F.dropout(x, dropout, training=True)
     if return_states:

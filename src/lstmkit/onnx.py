@@ -29,9 +29,7 @@ import torch
 from torch import Tensor
 
 from .lstm import LSTM
-
-TORCH_TO_ONNX_GATES = (0, 3, 1, 2)  # ONNX (i, o, f, c) from torch's chunks (i, f, g, o)
-OPSET = 14
+from .onnx_operator import OPSET, TORCH_TO_ONNX_GATES, activation_attributes, beyond_operator
 
 
 def onnx_gates(t: Tensor) -> np.ndarray:
@@ -113,8 +111,7 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
 def _needs_scan(lstm: LSTM) -> bool:
     """Whether the cell is beyond the ONNX ``LSTM`` operator: a projection, ``cell_clip``,
     layer norm or zoneout (eval mixing) make each layer-direction a ``Scan`` of the cell."""
-    return bool(lstm.proj_size or lstm.cell_clip is not None or lstm.layer_norm
-                or lstm._zoneout != (0.0, 0.0))  # fmt: skip
+    return bool(beyond_operator(lstm.proj_size, lstm.cell_clip, lstm.layer_norm, lstm._zoneout))
 
 
 def _state_rows(g: _Graph, name: str, first: int, count: int, tag: str) -> str:
@@ -157,27 +154,10 @@ def _operator_layer(g, lstm, layer, names, x, with_state, with_lengths):
     return g.node("Reshape", [f"{y}_tbdh", shape], [f"out{layer}"]), h, c
 
 
-#: lstmkit's activation names -> the ONNX LSTM operator's, with (alpha, beta) if it takes them.
-_ONNX_ACTIVATIONS = {
-    "sigmoid": ("Sigmoid", None), "tanh": ("Tanh", None), "relu": ("Relu", None),
-    "softsign": ("Softsign", None), "hardsigmoid": ("HardSigmoid", (1 / 6, 0.5)),
-}  # fmt: skip
-
-
 def _activations(lstm: LSTM, directions: int) -> dict[str, Any]:
-    """The operator's ``activations`` (f, g, h per direction) and their ``activation_alpha``
-    / ``activation_beta`` (consumed in order by the functions that take them; torch's
-    hardsigmoid is the operator's HardSigmoid with alpha 1/6, beta 1/2); none when the
-    defaults (Sigmoid, Tanh, Tanh) apply."""
-    if (lstm.activation, lstm.recurrent_activation) == ("tanh", "sigmoid"):
-        return {}
-    names = [lstm.recurrent_activation, lstm.activation, lstm.activation] * directions
-    attrs: dict[str, Any] = {"activations": [_ONNX_ACTIVATIONS[n][0] for n in names]}
-    params = [_ONNX_ACTIVATIONS[n][1] for n in names if _ONNX_ACTIVATIONS[n][1] is not None]
-    if params:
-        attrs["activation_alpha"] = [a for a, _ in params]
-        attrs["activation_beta"] = [b for _, b in params]
-    return attrs
+    """The operator's activation attributes for ``lstm`` (see
+    :func:`lstmkit.onnx_operator.activation_attributes`)."""
+    return activation_attributes(lstm.activation, lstm.recurrent_activation, directions)
 
 
 def _valid_mask(g: _Graph, x: str) -> str:

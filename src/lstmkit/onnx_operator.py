@@ -1,0 +1,50 @@
+"""The ONNX ``LSTM`` operator's vocabulary, shared by both ways lstmkit reaches ONNX:
+:mod:`lstmkit.onnx` (a graph built from the weights) and ``torch.onnx.export`` of a model
+holding lstmkit modules (:mod:`lstmkit._onnx_trace`). Needs no ``onnx`` package.
+
+The operator takes gates in the order i, o, f, c (torch's chunks are i, f, g, o),
+``W (D, 4H, I)``, ``R (D, 4H, H)``, ``B (D, 8H) = [b_ih, b_hh]``, peepholes
+``P (D, 3H)`` in the order i, o, f, and its ``activations`` f, g, h per direction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The opset lstmkit writes (Scan with scan directions, LSTM with layout defaults).
+OPSET = 14
+
+#: ONNX (i, o, f, c) from torch's chunks (i, f, g, o).
+TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
+
+#: lstmkit's activation names -> the operator's, with (alpha, beta) if it takes them
+#: (torch's hardsigmoid is the operator's HardSigmoid with alpha 1/6, beta 1/2).
+ONNX_ACTIVATIONS: dict[str, tuple[str, tuple[float, float] | None]] = {
+    "sigmoid": ("Sigmoid", None), "tanh": ("Tanh", None), "relu": ("Relu", None),
+    "softsign": ("Softsign", None), "hardsigmoid": ("HardSigmoid", (1 / 6, 0.5)),
+}  # fmt: skip
+
+
+def activation_attributes(activation: str, recurrent_activation: str, directions: int) -> dict:
+    """The operator's ``activations`` (f, g, h per direction) and their
+    ``activation_alpha`` / ``activation_beta`` (consumed in order by the functions that
+    take them); none when the defaults (Sigmoid, Tanh, Tanh) apply."""
+    if (activation, recurrent_activation) == ("tanh", "sigmoid"):
+        return {}
+    names = [recurrent_activation, activation, activation] * directions
+    attrs: dict[str, Any] = {"activations": [ONNX_ACTIVATIONS[n][0] for n in names]}
+    params = [ONNX_ACTIVATIONS[n][1] for n in names if ONNX_ACTIVATIONS[n][1] is not None]
+    if params:
+        attrs["activation_alpha"] = [a for a, _ in params]
+        attrs["activation_beta"] = [b for _, b in params]
+    return attrs
+
+
+def beyond_operator(
+    proj_size: int, cell_clip: float | None, layer_norm: bool, zoneout: tuple[float, float]
+) -> list[str]:
+    """What the operator cannot express (each then needs a ``Scan`` of the cell): a
+    projection, ``cell_clip``, layer norm, zoneout (eval mixing by its rates)."""
+    flags = {"proj_size": proj_size > 0, "cell_clip": cell_clip is not None,
+             "layer_norm": layer_norm, "zoneout": zoneout != (0.0, 0.0)}  # fmt: skip
+    return [name for name, on in flags.items() if on]

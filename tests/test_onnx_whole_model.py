@@ -111,11 +111,8 @@ def test_whole_model_with_lengths(dynamo: bool) -> None:
      ({"cell_clip": 1.0}, "cell_clip"), ({"zoneout": 0.1}, "zoneout")],
 )  # fmt: skip
 def test_cells_beyond_the_operator_are_refused(dynamo: bool, options: dict, named: str) -> None:
-    """Not a silent constant, nor a wrong graph: an error. The TorchScript exporter's
-    names the option and points to lstmkit.onnx.export (which writes these as a Scan of
-    the cell); the dynamo exporter, after its strict capture (where dynamo folds
-    is_in_onnx_export to False) kept the custom op, says it has no ONNX function for it."""
+    """Not a silent constant, nor a wrong graph: a clear error pointing to
+    lstmkit.onnx.export, which writes these as a Scan of the cell."""
     model = _Bare(lstmkit.LSTM(3, 5, **options).eval())
-    message = "No ONNX function found for .*lstmkit.recurrence" if dynamo else named
-    with pytest.raises(Exception, match=rf"{message}"):
+    with pytest.raises(Exception, match=rf"{named}.*lstmkit\.onnx\.export"):
         _export(model, (torch.randn(4, 2, 3),), dynamo, ["tokens"])

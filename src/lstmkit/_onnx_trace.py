@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 LayerResult = tuple[Tensor, Tensor, Tensor]  # (T, B, D*H), (D, B, H), (D, B, H)
 
 
+def exporting() -> bool:
+    """Whether ``torch.onnx.export`` is capturing the model. ``torch.onnx.is_in_onnx_export``
+    itself is folded to False by dynamo (the dynamo exporter's strict capture), so the
+    flags it reads are read here, where dynamo sees their values."""
+    try:
+        from torch.onnx._internal.exporter import _flags
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:  # another torch layout: the public test
+        return torch.onnx.is_in_onnx_export()
+    return bool(GLOBALS.in_onnx_export or _flags._is_onnx_exporting)
+
+
 def refuse(beyond: Sequence[str]) -> None:
     """Raise for what ``torch.onnx.export`` cannot write as ``LSTM`` nodes."""
     raise NotImplementedError(

@@ -297,7 +297,7 @@ def lstm(
         out_x = out[0] if num_directions == 1 else torch.cat(out, dim=2)  # (T, B, D*P)
         return out_x, hs, cs_n
 
-    onnx_export = torch.onnx.is_in_onnx_export()
+    onnx_export = _onnx_trace.exporting()
     if onnx_export:
         masked = (training and recurrent_dropout > 0) or recurrent_masks is not None
         _check_onnx_exportable(weights, cell_clip, zoneout, zoneout_keep, return_states, masked)

@@ -116,3 +116,13 @@ def test_cells_beyond_the_operator_are_refused(dynamo: bool, options: dict, name
     model = _Bare(lstmkit.LSTM(3, 5, **options).eval())
     with pytest.raises(Exception, match=rf"{named}.*lstmkit\.onnx\.export"):
         _export(model, (torch.randn(4, 2, 3),), dynamo, ["tokens"])
+
+
+def test_lstmkit_onnx_without_onnx_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import lstmkit.onnx
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install onnx"):
+        lstmkit.onnx.to_model(lstmkit.LSTM(3, 4))

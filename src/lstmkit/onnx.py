@@ -32,6 +32,18 @@ from .lstm import LSTM
 from .onnx_operator import OPSET, TORCH_TO_ONNX_GATES, activation_attributes, beyond_operator
 
 
+def _require_onnx() -> None:
+    """A clear error, with the install line, when the ``onnx`` package is missing."""
+    try:
+        import onnx  # noqa: F401
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "lstmkit.onnx builds ONNX graphs with the onnx package, which is not installed: "
+            "pip install onnx (and onnxruntime to run the graphs)",
+            name="onnx",
+        ) from error
+
+
 def onnx_gates(t: Tensor) -> np.ndarray:
     """Reorder the 4H axis (dim 0) of a torch LSTM weight or bias into ONNX's gate order."""
     chunks = t.detach().cpu().float().chunk(4, dim=0)
@@ -68,6 +80,7 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
     layer-direction is a ``Scan`` over time whose body is the cell's equations, masked
     per step by ``lengths`` when given.
     """
+    _require_onnx()
     from onnx import TensorProto, helper
 
     L, H, D = lstm.num_layers, lstm.hidden_size, 2 if lstm.bidirectional else 1
@@ -336,6 +349,7 @@ def export(
     with_lengths: bool = False,
 ) -> None:
     """Write :func:`to_model`'s model to ``path`` (checked by ``onnx.checker`` first)."""
+    _require_onnx()
     import onnx
 
     model = to_model(lstm, with_state=with_state, with_lengths=with_lengths)

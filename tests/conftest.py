@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from oracle import GENERIC_BACKENDS
 
-from lstmkit.backends import BACKENDS
 
-
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=GENERIC_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

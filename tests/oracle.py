@@ -14,8 +14,13 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import lstmkit
+from lstmkit.backends import BACKENDS
 
 LAYOUTS = ("batched", "unbatched", "packed_sorted", "packed_unsorted")
+
+#: The backends every generic test runs on: all but ``triton``, whose kernels run on the
+#: CPU only through the interpreter (far too slow for these); tests/test_triton.py covers it.
+GENERIC_BACKENDS = sorted(set(BACKENDS) - {"triton"})
 
 
 @dataclass(frozen=True)

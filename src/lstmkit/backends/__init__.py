@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from . import compiled, fused, ops, reference
+from . import triton as triton_
 from .contract import Recurrence
 
 
@@ -60,6 +61,10 @@ def _compiled_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or compiled.unsupported(xg)
 
 
+def _triton_unsupported(xg: Tensor) -> str | None:
+    return _untransformed(xg) or triton_.unsupported(xg)
+
+
 ALL_OPTIONS = frozenset({
     "peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout", "layer_norm",
     "activation", "recurrent_activation",
@@ -72,6 +77,7 @@ BACKENDS: dict[str, Backend] = {
     "compiled": Backend(
         "compiled", compiled.run_recurrence, _compiled_unsupported, COMPILED_OPTIONS
     ),
+    "triton": Backend("triton", triton_.run_recurrence, _triton_unsupported, triton_.OPTIONS),
 }
 
 #: Preference order for ``backend="auto"``: the first that supports the call wins.
@@ -80,8 +86,9 @@ BACKENDS: dict[str, Backend] = {
 #: bfloat16, float16) and trains faster than ``reference``. A single time step (T = 1,
 #: as in ``step()``) goes to ``reference``: with no loop to speed up, its one cell call
 #: has the least fixed cost. Under torch.compile or torch.func transforms neither applies
-#: and ``auto`` runs ``reference``.
-AUTO_ORDER: tuple[str, ...] = ("compiled", "fused")
+#: and ``auto`` runs ``reference``. ``triton`` serves CUDA tensors (float32, bfloat16,
+#: float16); ``auto`` never picks it on the CPU, where it runs only interpreted (tests).
+AUTO_ORDER: tuple[str, ...] = ("compiled", "triton", "fused")
 
 BACKEND_NAMES: tuple[str, ...] = ("auto", *BACKENDS)
 
@@ -112,6 +119,8 @@ def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrenc
         if (not tracing() and xg.shape[0] == 1) or _functorch_active():
             return BACKENDS["reference"].run
         for name in AUTO_ORDER:
+            if name == "triton" and xg.device.type != "cuda":
+                continue
             chosen = BACKENDS[name]
             if chosen.unsupported(xg) is None and chosen.options.issuperset(options):
                 if name != "compiled" and compiled.kernels is None and xg.device.type == "cpu":

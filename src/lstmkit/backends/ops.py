@@ -29,9 +29,12 @@ from torch import Tensor
 
 from . import bptt, compiled, fused
 from .contract import PLAIN, TENSOR_SLOTS, CellOptions, Recurrence, valid_mask
+from .triton import TritonEngine
 
 #: The engines the op can run, by the name the op is given.
-ENGINES: dict[str, bptt.Engine] = {"fused": fused.TorchEngine(), "compiled": compiled.NumbaEngine()}
+ENGINES: dict[str, bptt.Engine] = {
+    "fused": fused.TorchEngine(), "compiled": compiled.NumbaEngine(), "triton": TritonEngine()
+}
 
 #: What :class:`.bptt.Buffers` holds after the state slots, in the op's output order.
 _SAVED = (

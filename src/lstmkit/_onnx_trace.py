@@ -31,15 +31,18 @@ LayerResult = tuple[Tensor, Tensor, Tensor]  # (T, B, D*H), (D, B, H), (D, B, H)
 
 
 def exporting() -> bool:
-    """Whether ``torch.onnx.export`` is capturing the model. ``torch.onnx.is_in_onnx_export``
-    itself is folded to False by dynamo (the dynamo exporter's strict capture), so the
-    flags it reads are read here, where dynamo sees their values."""
-    try:
-        from torch.onnx._internal.exporter import _flags
-        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-    except ImportError:  # another torch layout: the public test
-        return torch.onnx.is_in_onnx_export()
-    return bool(GLOBALS.in_onnx_export or _flags._is_onnx_exporting)
+    """Whether ``torch.onnx.export`` is capturing the model. Under dynamo (the dynamo
+    exporter's capture, and torch.compile) ``torch.onnx.is_in_onnx_export`` is folded to
+    False and the TorchScript exporter's flag may not be read (dynamo skips that module's
+    functions), so there the dynamo exporter's own flag is read directly; only the
+    TorchScript exporter runs outside dynamo."""
+    if torch.compiler.is_compiling():
+        try:
+            from torch.onnx._internal.exporter import _flags
+        except ImportError:  # another torch layout: the public test
+            return torch.onnx.is_in_onnx_export()
+        return bool(_flags._is_onnx_exporting)
+    return torch.onnx.is_in_onnx_export()
 
 
 def refuse(beyond: Sequence[str]) -> None:

@@ -2,13 +2,13 @@
 
 Importing lstmkit never imports triton: the kernel modules are imported by
 :func:`kernels` on the engine's first call. Triton reads ``TRITON_INTERPRET`` when a
-kernel is decorated, so that variable must be set before the first call for the
-interpreter to run the kernels on CPU tensors (how the tests run without a GPU).
+kernel is decorated (its own library functions too, when triton is imported), so that
+variable must be set before triton is first imported in the process for the interpreter
+to run the kernels on CPU tensors (how the tests run without a GPU).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import sys
@@ -21,7 +21,6 @@ from torch import Tensor
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 INSTALL = "pip install 'lstmkit[gpu]'"
-_KERNEL_MODULE = f"{__package__}.forward_kernels"
 
 
 def interpreting() -> bool:
@@ -29,10 +28,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "on", "yes")
 
 
-@functools.cache
+#: Whether the ``triton`` package is there (looked up once, not imported).
+_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def installed() -> bool:
-    """Whether the ``triton`` package can be imported (looked up, not imported)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether the ``triton`` package can be imported."""
+    return _INSTALLED
 
 
 def unsupported(xg: Tensor) -> str | None:
@@ -50,13 +52,19 @@ def unsupported(xg: Tensor) -> str | None:
         )
     if not installed():
         return f"triton is not installed ({INSTALL})"
-    loaded = sys.modules.get(_KERNEL_MODULE)
-    if loaded is not None and cpu and not _interpreted(loaded):
+    if cpu and imported_uninterpreted():
         return (
-            "its kernels were first imported without TRITON_INTERPRET=1, so they cannot "
-            "run on CPU tensors in this process: set it before the first call"
+            "triton was first imported without TRITON_INTERPRET=1, so its kernels cannot "
+            "run on CPU tensors in this process: set it before triton is imported"
         )
     return None
+
+
+def imported_uninterpreted() -> bool:
+    """Whether triton is imported in this process with its kernels compiled for a GPU
+    (TRITON_INTERPRET was not set when it was imported)."""
+    language = sys.modules.get("triton.language")
+    return language is not None and type(language.zeros).__name__ != "InterpretedFunction"
 
 
 def kernels() -> tuple[ModuleType, ModuleType, ModuleType]:
@@ -64,10 +72,6 @@ def kernels() -> tuple[ModuleType, ModuleType, ModuleType]:
     from . import backward_kernels, forward_kernels, matmul_kernels
 
     return forward_kernels, backward_kernels, matmul_kernels
-
-
-def _interpreted(module: ModuleType) -> bool:
-    return type(module.cell_forward_kernel).__name__ == "InterpretedFunction"
 
 
 def input_precision(xg: Tensor) -> str:

@@ -43,7 +43,7 @@ def _recurrent(h_ptr, w_ptr, mask_ptr, rows, units, rmask, umask, B,
     acc_f = tl.zeros((BB, BH), dtype=tl.float32)
     acc_g = tl.zeros((BB, BH), dtype=tl.float32)
     acc_o = tl.zeros((BB, BH), dtype=tl.float32)
-    for k0 in tl.static_range(0, P, BK):
+    for k0 in range(0, P, BK):
         ks = k0 + tl.arange(0, BK)
         kmask = ks < P
         hm = rmask[:, None] & kmask[None, :]

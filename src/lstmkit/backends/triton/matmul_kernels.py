@@ -43,7 +43,7 @@ def matmul_kernel(
     if VALID:
         v = (tl.load(valid_ptr + t64 * M + rows, mask=rmask, other=0) != 0).to(tl.float32)
     acc = tl.zeros((BM, BN), dtype=tl.float32)
-    for k0 in tl.static_range(0, K, BK):
+    for k0 in range(0, K, BK):
         ks = k0 + tl.arange(0, BK)
         kmask = ks < K
         am = rmask[:, None] & kmask[None, :]

@@ -89,8 +89,8 @@ def matmul_kernel(
     elif EPI == 2:  # dh_{t-1}: through W_hh (and the mask), plus what passed around the cell
         if MASK:
             acc = acc * tl.load(mask_ptr + out_at, mask=tile, other=0.0).to(tl.float32)
-        dh = tl.load(aux_ptr + aux_off + out_at, mask=tile, other=0.0).to(tl.float32)
         if VALID or ZONE:
+            dh = tl.load(aux_ptr + aux_off + out_at, mask=tile, other=0.0).to(tl.float32)
             dy = tl.load(a2_ptr + a2_off + out_at, mask=tile, other=0.0).to(tl.float32)
             kept = tl.zeros((BM, BN), dtype=tl.float32)
             if ZONE:

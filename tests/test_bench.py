@@ -1,56 +1,56 @@
-"""`lstmkit bench`: the command runs, reports every implementation, and its onnxruntime
-model computes the same LSTM as nn.LSTM."""
+"""`lstmkit bench`: the command runs, reports every implementation and the machine, says
+which rows it skipped and why, warns when the machine was busy, and its onnxruntime model
+computes the same LSTM as nn.LSTM."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from lstmkit.bench import impls, shapes
+from lstmkit.bench import catalog, impls, report, shapes
+from lstmkit.bench.runner import run
 from lstmkit.cli import main
 
 
 def test_bench_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--shapes", "S1", "--rounds", "1", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["gemm_gflops"] > 0 and report["machine"]["torch"] == torch.__version__
+    threads = torch.get_num_threads()
+    assert main(["bench", "--shapes", "S1", "--rounds", "1", "--json", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == threads  # --threads lasts for the command only
+    out = capsys.readouterr().out
+    assert out.startswith("{")  # progress went to stderr: the JSON is the whole of stdout
+    report = json.loads(out)
+    m = report["machine"]
+    assert report["gemm_gflops"] > 0 and m["torch"] == torch.__version__
+    assert m["cpu"] and m["torch_threads"] == 1
     names = {(r["impl"], r["mode"]) for r in report["rows"]}
     for impl in ("torch", "lstmkit-auto", "lstmkit-reference", "lstmkit-fused"):
         assert (impl, "forward") in names and (impl, "train") in names
     torch_rows = [r for r in report["rows"] if r["impl"] == "torch"]
     assert all(r["ratio"] == 1.0 for r in torch_rows)
-    assert all(r["seconds"] > 0 for r in report["rows"])
+    assert all(r["seconds"] > 0 and r["spread"] == 1.0 for r in report["rows"])  # one round
+    assert set(report) >= {"skipped", "warnings"}
 
 
 def test_bench_table_and_step_shapes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            [
-                "bench",
-                "--shapes",
-                "step-H64",
-                "--rounds",
-                "1",
-                "--impls",
-                "torch,lstmkit-auto",
-                "--markdown",
-            ]
-        )
-        == 0
-    )
+    argv = ["bench", "--shapes", "step-H64", "--rounds", "1", "--impls", "torch,lstmkit-auto"]
+    assert main([*argv, "--markdown"]) == 0
     out = capsys.readouterr().out
     assert "| step-H64 (1,1,64,64,1) | lstmkit-auto | step |" in out
-    assert "fp32 GEMM rate measured" in out
+    header = out.splitlines()[0]
+    assert header.startswith("# ") and "cores, torch " in header
+    assert "fp32 GEMM rate measured" in header and torch.__version__ in header
 
 
-def test_bench_rejects_unknown_shapes() -> None:
-    with pytest.raises(SystemExit, match="unknown shape"):
-        main(["bench", "--shapes", "S9"])
-    with pytest.raises(ValueError, match="choose from"):
+def test_bench_rejects_unknown_shapes_and_impls() -> None:
+    with pytest.raises(ValueError, match=r"unknown shape.* choose from S1"):
         shapes.find("S1,nope")
+    with pytest.raises(ValueError, match=r"unknown implementation.*nope; choose from torch"):
+        catalog.parse_names("torch,nope")
+    assert catalog.parse_names("torch,lstmkit-auto,torch") == ["torch", "lstmkit-auto"]
 
 
 def test_gemm_flops_counts_every_layer_and_direction() -> None:
@@ -78,10 +78,8 @@ def test_onnxruntime_model_matches_torch(name: str) -> None:
 
 
 def test_bench_reports_torch_compile_and_its_compile_time() -> None:
-    from lstmkit.bench import run
-
     tiny = shapes.Shape("tiny", 3, 2, 4, 4, 1)
-    results = run([tiny], rounds=1, impls=["torch", "lstmkit-torch.compile"], include_compile=True)
+    results = run([tiny], rounds=1, impls=["torch", "lstmkit-torch.compile"])
     assert {(r.impl, r.mode) for r in results.rows} >= {
         ("lstmkit-torch.compile", "forward"),
         ("lstmkit-torch.compile", "train"),
@@ -94,25 +92,71 @@ def test_bench_reports_torch_compile_and_its_compile_time() -> None:
     assert "compile forward:" in results.table()
 
 
-def test_bench_leaves_out_backends_this_machine_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_skips_what_this_machine_lacks_and_says_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from lstmkit.backends import compiled
 
     monkeypatch.setattr(compiled, "kernels", None)  # as without numba
-    names = impls.registry(include_onnx=False)
-    assert "lstmkit-compiled" not in names and "lstmkit-fused" in names
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a),
+    )
+    builders, skipped = impls.available(catalog.default_names())
+    assert "lstmkit-compiled" not in builders and "lstmkit-fused" in builders
+    assert "pip install 'numba" in skipped["lstmkit-compiled"]
+    assert skipped["onnxruntime"] == "onnxruntime not installed (pip install onnx onnxruntime)"
+    argv = ["bench", "--shapes", "step-H64", "--rounds", "1"]
+    assert main([*argv, "--impls", "torch,lstmkit-compiled,onnxruntime"]) == 0
+    table = capsys.readouterr().out
+    assert "skipped lstmkit-compiled: numba cannot be imported" in table
+    assert "skipped onnxruntime: onnxruntime not installed" in table
+    assert main([*argv, "--impls", "lstmkit-compiled"]) == 1  # nothing left to time
+    assert "none of the implementations asked for can run here" in capsys.readouterr().err
 
 
 def test_bench_options_rows() -> None:
-    from lstmkit.bench import run
-
     tiny = shapes.Shape("tiny", 3, 2, 4, 4, 1)
     results = run(
-        [tiny],
-        rounds=1,
-        impls=["torch", "lstmkit-auto+peephole", "lstmkit-auto+cell_clip"],
-        include_options=True,
+        [tiny], rounds=1, impls=["torch", "lstmkit-auto+peephole", "lstmkit-auto+cell_clip"]
     )
     assert {(r.impl, r.mode) for r in results.rows} >= {
         ("lstmkit-auto+peephole", "train"),
         ("lstmkit-auto+cell_clip", "forward"),
     }
+    assert catalog.default_names(include_options=True)[-len(catalog.OPTIONS) :] == list(
+        catalog.OPTION_IMPLS
+    )
+
+
+def _results(rounds: dict[str, list[float]]) -> report.Results:
+    results = report.Results({"cpu": "x", "cores": 2, "torch_threads": 2, "torch": "t"}, 10.0)
+    results.add(shapes.Shape("tiny", 3, 2, 4, 4, 1), "forward", rounds)
+    return results
+
+
+def test_bench_warns_when_rounds_say_the_machine_was_busy() -> None:
+    calm = _results({"torch": [1.0e-3, 1.2e-3, 1.1e-3], "lstmkit-auto": [2e-3, 2.1e-3, 2e-3]})
+    assert calm.warnings() == [] and "warning" not in calm.table()
+    busy = _results({"torch": [0.7e-3, 0.7e-3, 63e-3], "lstmkit-auto": [2e-3, 2.1e-3, 2e-3]})
+    (warning,) = busy.warnings()
+    assert "tiny (3,2,4,4,1) torch forward's slowest round took 90.0x its fastest" in warning
+    assert "unreliable" in warning and warning in busy.table(markdown=True)
+    assert json.loads(busy.to_json())["warnings"] == [warning]
+    assert busy.rows[0].seconds == 0.7e-3  # the median is what the table reports
+
+
+def test_bench_names_the_cpu_engine_route_when_the_engine_reports_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lstmkit.backends import compiled
+
+    monkeypatch.delattr(compiled, "route", raising=False)
+    assert "route" not in report.machine()
+    monkeypatch.setattr(compiled, "route", lambda: "onednn-prepacked", raising=False)
+    machine = report.machine()
+    assert machine["route"] == "onednn-prepacked"
+    results = report.Results(machine, 10.0)
+    assert "CPU engine route: onednn-prepacked" in results.header()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import pytest
 
 from lstmkit.cli import main
-from lstmkit.lab import TOLERANCE, run_lab
+from lstmkit.lab import TOLERANCE, engine, run_lab
 
 
 def test_lab_cells_match_torch_and_print_the_labs_shapes() -> None:
@@ -35,13 +34,32 @@ def test_lab_cells_match_torch_and_print_the_labs_shapes() -> None:
     assert text.count("note:") >= 4
 
 
-def test_cli_lab_exit_code(capsys) -> None:
-    assert main(["lab", "--seed", "2"]) == 0
-    assert "all cells match nn.LSTM" in capsys.readouterr().out
+def test_lab_says_which_backend_ran_and_numbers_its_sections_once() -> None:
+    from lstmkit.backends import compiled
+
+    lines: list[str] = []
+    run_lab(seed=1, write=lines.append)
+    fastest = "compiled" if compiled.kernels is not None else "fused"
+    assert engine("auto", 5, 4, 64) == fastest and engine("auto", 1, 4, 64) == "reference"
+    assert lines[0].startswith(f"lstmkit backend: auto, which runs {fastest!r} ")
+    assert "'reference' for one step at a time" in lines[0]
+    sections = [line.split(".")[0] for line in lines if line.startswith("\n== ")]
+    assert len(sections) == len(set(sections)) == 8, sections
 
 
-def test_python_dash_m_runs() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "lstmkit", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "lab" in done.stdout
+def test_cli_lab_with_an_explicit_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "--seed", "2", "--backend", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lstmkit backend: reference (asked for)")
+    assert "all cells match nn.LSTM" in out
+
+
+def test_cli_lab_refuses_a_backend_that_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lstmkit.backends import compiled
+
+    monkeypatch.setattr(compiled, "kernels", None)  # as without numba
+    assert main(["lab", "--backend", "compiled"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "lstmkit lab: error: argument --backend:" in err and "numba" in err

@@ -1,8 +1,10 @@
 """``lstmkit train``: learns real data beyond a naive baseline, resumes exactly, refuses
-bad checkpoints clearly, draws its figures; and the gate trace behind the figures."""
+bad input and bad checkpoints before any progress output, draws figures that stand alone;
+and the gate trace behind the figures."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from lstmkit.trace import trace
 
 TINY = ["--quiet", "--hidden-size", "16"]
 
+#: matplotlib must get arrays, not tensors (numpy deprecates what it does with them)
+pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning:matplotlib.*")
+
 
 def metrics(directory: Path) -> dict:
     return json.loads((directory / "metrics.json").read_text())
@@ -36,7 +41,9 @@ def assert_png(path: Path) -> None:
 @pytest.mark.parametrize(
     "task, epochs, hidden", [("co2", "4", "16"), ("sunspots", "4", "16"), ("digits", "4", "32")]
 )
-def test_tiny_budget_beats_the_naive_baseline(task, epochs, hidden, tmp_path: Path) -> None:
+def test_tiny_budget_beats_the_naive_baseline(
+    task, epochs, hidden, tmp_path: Path, figures
+) -> None:
     args = ["--epochs", epochs, "--hidden-size", hidden, "--out", str(tmp_path), "--quiet"]
     assert main(["train", "--task", task, *args]) == 0
     m = metrics(tmp_path)
@@ -44,10 +51,53 @@ def test_tiny_budget_beats_the_naive_baseline(task, epochs, hidden, tmp_path: Pa
         assert m["score"] < 0.8 * m["baseline"], m
     else:  # accuracy: the majority class gets about 10%
         assert m["score"] > 0.5 > m["baseline"], m
-    figures = ["curves.png", "gates.png"]
-    figures.append("confusion.png" if task == "digits" else "predictions.png")
-    for name in figures:
+    names = ["curves.png", "gates.png"]
+    names.append("confusion.png" if task == "digits" else "predictions.png")
+    for name in names:
         assert_png(tmp_path / name)
+    gates = matplotlib.image.imread(tmp_path / "gates.png")
+    assert gates.shape[0] > gates.shape[1] > 500  # a row per quantity, not a strip
+    loss_axis = figures["curves.png"].axes[0]
+    assert loss_axis.get_ylabel().startswith("training loss: ")  # says which loss
+    if task == "digits":
+        _assert_counts_readable(figures["confusion.png"].axes[0])
+    else:
+        _assert_forecast_axis_is_dated(figures["predictions.png"].axes[0], task, m)
+
+
+def _assert_counts_readable(ax) -> None:
+    """Counts on dark cells are white, on light cells black."""
+    counts = {(t.get_position(), t.get_text()): t.get_color() for t in ax.texts}
+    largest = max(int(text) for _, text in counts)
+    for (_, text), color in counts.items():
+        assert color == ("white" if int(text) > largest / 2 else "black"), (text, color)
+    assert "white" in counts.values() and "black" in counts.values()
+
+
+def _assert_forecast_axis_is_dated(ax, task: str, m: dict) -> None:
+    first, last = ax.lines[0].get_xdata()[[0, -1]]
+    if task == "co2":  # months, to the series' last one
+        assert (first, last) == (datetime.date(1993, 8, 1), datetime.date(2001, 12, 1))
+    else:  # years
+        assert (first, last) == (1951, 2008)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"lstm ({m['metric']} {m['score']:.3g}" in labels[-1], labels
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Every figure ``lstmkit train`` saves, by file name, for looking inside."""
+    from lstmkit.train import plots
+
+    saved: dict = {}
+    save = plots._save
+
+    def keep(fig, path: Path) -> Path:
+        saved[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return saved
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
@@ -115,7 +165,7 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path: Path, capsys) -> None:
     assert json.loads(meta.read_text())["epoch"] == 2
 
 
-def test_compare_trains_each_variant_on_the_same_data(tmp_path: Path, capsys) -> None:
+def test_compare_trains_each_variant_on_the_same_data(tmp_path: Path, capsys, figures) -> None:
     args = ["train", "--task", "co2", "--epochs", "2", "--out", str(tmp_path), *TINY,
             "--compare", "vanilla,layer_norm,zoneout"]  # fmt: skip
     assert main(args) == 0
@@ -127,7 +177,11 @@ def test_compare_trains_each_variant_on_the_same_data(tmp_path: Path, capsys) ->
     assert metrics(tmp_path / "layer_norm")["config"]["lstm"] == {"layer_norm": True}
     assert_png(tmp_path / "compare_curves.png")
     assert_png(tmp_path / "compare_predictions.png")
-    assert "unknown variant" in _error([*args[:-1], "vanilla,bogus"], capsys)
+    legend = [
+        t.get_text() for t in figures["compare_predictions.png"].axes[0].get_legend().get_texts()
+    ]
+    score = metrics(tmp_path / "zoneout")["score"]
+    assert f"zoneout (MAE {score:.3g} ppm)" in legend
 
 
 def test_seeds_repeat_each_variant_on_the_same_split(tmp_path: Path, capsys) -> None:
@@ -143,7 +197,21 @@ def test_seeds_repeat_each_variant_on_the_same_split(tmp_path: Path, capsys) -> 
         assert summary[name]["scores"] == scores and summary[name]["seeds"] == [5, 6]
         assert abs(summary[name]["score_mean"] - sum(scores) / 2) < 1e-12
         assert len({r["baseline"] for r in runs}) == 1  # one held-out split for every seed
-    assert "--seeds must be at least 1" in _error([*args[:-4], "--seeds", "0"], capsys)
+
+
+def test_seeds_figures_quote_the_tables_mean(tmp_path: Path, figures) -> None:
+    """The legend gives what the table gives (mean ± std over seeds); a note says which
+    seed the lines are."""
+    args = ["train", "--task", "co2", "--epochs", "1", "--out", str(tmp_path), *TINY,
+            "--compare", "vanilla", "--seeds", "2", "--seed", "5"]  # fmt: skip
+    assert main(args) == 0
+    run = json.loads((tmp_path / "summary.json").read_text())["runs"]["vanilla"]
+    figure = figures["compare_predictions.png"]
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    mean, std = run["score_mean"], run["score_std"]
+    assert f"vanilla (MAE {mean:.3g} ± {std:.2g} ppm, 2 seeds)" in legend
+    assert std > 0 and figure.get_suptitle() == "lines: seed 5 of 2"
+    assert figures["compare_curves.png"].get_suptitle() == "lines: seed 5 of 2"
 
 
 def test_missing_dependencies_are_named(monkeypatch, capsys) -> None:
@@ -152,19 +220,39 @@ def test_missing_dependencies_are_named(monkeypatch, capsys) -> None:
     monkeypatch.setattr(command, "missing_dependencies", lambda: ["statsmodels", "safetensors"])
     err = _error(["train", "--task", "co2"], capsys)
     assert "statsmodels, safetensors" in err and "pip install 'lstmkit[train]'" in err
+    assert "from a clone: pip install -e '.[train]'" in err
 
 
-def test_bad_arguments(tmp_path: Path, capsys) -> None:
-    err = _error(["train", "--epochs", "0", "--out", str(tmp_path), "--quiet"], capsys)
-    assert "--epochs must be at least 1, got 0" in err
-    err = _error(["train", "--activation", "gelu", "--out", str(tmp_path), "--quiet"], capsys)
-    assert "activation must be one of" in err
-    err = _error(["train", "--lr", "0", "--out", str(tmp_path), "--quiet"], capsys)
-    assert "--lr must be positive, got 0.0" in err
-    err = _error(["train", "--task", "digits", "--window", "4", "--out", str(tmp_path)], capsys)
-    assert "--window is for the forecasting tasks" in err
-    err = _error(["train", "--zoneout", "1.5", "--out", str(tmp_path), "--quiet"], capsys)
-    assert "zoneout should be" in err
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["--proj-size", "64"], "argument --proj-size: must be smaller than --hidden-size (16)"),
+        (["--dropout", "0.2"], "argument --dropout: acts between stacked layers"),
+        (["--task", "digits", "--window", "4"], "argument --window: is for the forecasting"),
+        (["--window", "500"], "argument --window: must be between 2 and 174 for co2, got 500"),
+        (["--resume"], "argument --resume: no checkpoint in"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_output(argv, said, tmp_path: Path, capsys) -> None:
+    """Checks that need two flags, the task or the disk: status 2, the flag named, and
+    nothing printed before (no progress line) or written."""
+    out = tmp_path / "run"
+    assert main(["train", *argv, "--hidden-size", "16", "--out", str(out)]) == 2
+    stdout, err = capsys.readouterr()
+    assert stdout == "" and err.startswith("lstmkit train: error: ") and said in err, err
+    assert not out.exists()
+
+
+def test_an_existing_checkpoint_needs_resume_or_force(tmp_path: Path, capsys) -> None:
+    args = ["train", "--task", "co2", "--epochs", "1", "--no-plots", "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    before = (tmp_path / "checkpoint.json").read_text()
+    err = _error(args, capsys)
+    assert f"argument --out: {tmp_path} already holds a checkpoint" in err
+    assert "--resume" in err and "--force" in err
+    assert (tmp_path / "checkpoint.json").read_text() == before  # untouched
+    assert main([*args, "--force", "--seed", "1"]) == 0
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["config"]["seed"] == 1
 
 
 def test_trace_gates_are_the_cells(tmp_path: Path) -> None:

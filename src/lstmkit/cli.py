@@ -1,4 +1,11 @@
-"""The ``lstmkit`` command line: ``lstmkit lab``, ``lstmkit bench`` and ``lstmkit train``."""
+"""The ``lstmkit`` command line: ``lstmkit lab``, ``lstmkit bench`` and ``lstmkit train``.
+
+Building the parser imports no torch, so ``--help`` and ``--version`` answer at once;
+each command imports what it needs when it runs. Exit status: 0 done, 1 a check failed
+(the lab found a mismatch, nothing could be benchmarked), 2 a usage error (a bad flag
+value, flags that contradict each other, a missing optional dependency), with a message
+naming the flag, what was expected and what came.
+"""
 
 from __future__ import annotations
 
@@ -8,115 +15,89 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import __version__
+from .bench.arguments import add_arguments as add_bench_arguments
+from .cli_names import BACKEND_NAMES, install_hint
+from .train.arguments import add_arguments as add_train_arguments
+
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (imports no torch)."""
     parser = argparse.ArgumentParser(
         prog="lstmkit", description="The LSTM layer, implemented in the open."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"lstmkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     lab = commands.add_parser(
-        "lab", help='run the lab "The LSTM layer" cell by cell, checked against nn.LSTM'
+        "lab",
+        help='run the lab "The LSTM layer" cell by cell, checked against nn.LSTM',
+        description='Run the lab "The LSTM layer" cell by cell with lstmkit.LSTM, checking '
+        "every cell against nn.LSTM holding the same weights. Exit status 1 on a mismatch.",
     )
     lab.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    lab.add_argument("--plot", type=Path, metavar="DIR",
-                     help="also write PNGs of the exercise's gates, c and h over time into DIR "
-                     "(needs matplotlib: pip install 'lstmkit[train]')")  # fmt: skip
+    lab.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_NAMES,
+        help="lstmkit's engine (default auto: the fastest that can run; the "
+        "first line says which ran)",
+    )
+    lab.add_argument(
+        "--plot",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/gates.png: the exercise's gates, c and h over time "
+        f"(needs matplotlib: {install_hint('train')})",
+    )
     train = commands.add_parser(
-        "train", help="train a small model on a real dataset (needs lstmkit[train])"
+        "train",
+        help="train a small model on a real dataset (needs the train extra)",
+        description="Train an lstmkit.LSTM model on a real dataset that ships in a PyPI "
+        f"package, with checkpoints, a results table and figures. Needs: {install_hint('train')}",
     )
-    from .train.command import add_arguments
-
-    add_arguments(train)
+    add_train_arguments(train)
     bench = commands.add_parser(
-        "bench", help="time lstmkit's backends against nn.LSTM (and onnxruntime) in one run"
+        "bench",
+        help="time lstmkit's backends against nn.LSTM (and onnxruntime) in one run",
+        description="Time nn.LSTM, onnxruntime's LSTM operator and lstmkit's backends in one\n"
+        "process, interleaved: the median of the rounds, forward (no grad) and\n"
+        "forward+backward, as ratios to nn.LSTM and shares of the machine's GEMM rate.",
     )
-    bench.add_argument("--quick", action="store_true", help="small shapes, few rounds (for CI)")
-    bench.add_argument("--shapes", help="comma-separated shape names, e.g. S1,S4,step-H64")
-    bench.add_argument("--impls", help="comma-separated implementations (default: all)")
-    bench.add_argument("--rounds", type=int, help="timed rounds per measurement (default 10)")
-    bench.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    bench.add_argument(
-        "--options",
-        action="store_true",
-        help="add lstmkit with each cell option on (peephole, gate_clip, cell_clip)",
-    )
-    bench.add_argument(
-        "--compile",
-        action="store_true",
-        help="add lstmkit under torch.compile(fullgraph=True) and report its compile time "
-        "(shapes default to S2; compiling unrolls the time loop: minutes on large shapes)",
-    )
-    bench.add_argument("--markdown", action="store_true", help="print a markdown table")
+    add_bench_arguments(bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (``--help`` and ``--version``: 0,
+    a usage error: 2)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # argparse: --help, --version, or a usage error (2)
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     if args.command == "lab":
-        from .lab import TOLERANCE, run_lab
-
-        if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-            print("lstmkit lab --plot needs matplotlib: pip install 'lstmkit[train]'",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        lab = run_lab(seed=args.seed, plot=args.plot)
-        return 0 if max(lab.diffs.values()) < TOLERANCE else 1
+        return lab(args)
     if args.command == "train":
         from .train.command import run
 
         return run(args)
-    if args.command == "bench":
-        return bench(args)
-    return 2
+    from .bench.command import run as bench
+
+    return bench(args)
 
 
-def bench(args: argparse.Namespace) -> int:
-    from . import bench as b
-
-    if args.rounds is not None and args.rounds < 1:
-        raise SystemExit(f"lstmkit bench: --rounds must be at least 1, got {args.rounds}")
-    try:
-        names = args.shapes or ("S2" if args.compile else None)
-        shapes = b.find(names) if names else (b.QUICK if args.quick else b.SHAPES + b.STEP_SHAPES)
-    except ValueError as e:
-        raise SystemExit(f"lstmkit bench: {e}") from None
-    rounds = args.rounds or (3 if args.quick else 10)
-    impls = args.impls.split(",") if args.impls else None
-    with _progress(len(shapes) * 2 * rounds) as advance:
-        results = b.run(
-            shapes, rounds, impls, on_progress=lambda what, _: advance(what),
-            include_compile=args.compile, include_options=args.options,
-        )  # fmt: skip
-    if args.json:
-        print(results.to_json())
-    else:
-        m = results.machine
+def lab(args: argparse.Namespace) -> int:
+    """``lstmkit lab``: 0 when every cell matches nn.LSTM, 1 otherwise."""
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         print(
-            f"# {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} "
-            f"threads); fp32 GEMM rate measured: {results.gemm_gflops:.0f} GFLOP/s"
+            f"lstmkit lab: error: argument --plot: needs matplotlib: {install_hint('train')}",
+            file=sys.stderr,
         )
-        print(results.table(markdown=args.markdown))
-    return 0
+        return 2
+    from .lab import TOLERANCE, run_lab
 
-
-class _progress:
-    """A rich progress bar on stderr when rich is installed; silent otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.bar = None
-
-    def __enter__(self):
-        try:
-            from rich.progress import Progress
-        except ImportError:
-            return lambda what: None
-        self.bar = Progress(transient=True, console=None)
-        self.bar.start()
-        task = self.bar.add_task("benchmark", total=self.total)
-        return lambda what: self.bar.update(task, advance=1, description=what)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        sys.stderr.flush()
+    try:
+        walk = run_lab(seed=args.seed, plot=args.plot, backend=args.backend)
+    except NotImplementedError as err:
+        print(f"lstmkit lab: error: argument --backend: {err}", file=sys.stderr)
+        return 2
+    return 0 if max(walk.diffs.values()) < TOLERANCE else 1

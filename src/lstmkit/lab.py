@@ -60,19 +60,47 @@ def twin(lstm: LSTM) -> nn.LSTM:
     return lstm.to_torch()
 
 
+def engine(backend: str, steps: int, batch: int, hidden_size: int) -> str:
+    """The backend that runs a float32 CPU call of ``steps`` x ``batch`` for ``backend``:
+    itself, or the one ``auto`` picks; NotImplementedError if an explicit one cannot."""
+    from .backends import BACKENDS, select
+
+    run = select(backend, torch.zeros(steps, batch, 4 * hidden_size))  # xg: (T, B, 4H)
+    return next((name for name, b in BACKENDS.items() if b.run is run), backend)
+
+
+def _says_backend(lab: Walkthrough, backend: str, T: int, B: int, H: int) -> None:
+    whole, step = engine(backend, T, B, H), engine(backend, 1, B, H)
+    if backend != "auto":
+        lab.write(
+            f"lstmkit backend: {backend} (asked for), on {torch.get_num_threads()} torch threads"
+        )
+        return
+    lab.write(
+        f"lstmkit backend: auto, which runs {whole!r} on these float32 CPU sequences "
+        f"and {step!r} for one step at a time ({torch.get_num_threads()} torch threads)"
+    )
+
+
 @torch.no_grad()
 def run_lab(
-    seed: int = 0, write: Callable[[str], None] = print, plot: Path | None = None
+    seed: int = 0,
+    write: Callable[[str], None] = print,
+    plot: Path | None = None,
+    backend: str = "auto",
 ) -> Walkthrough:
-    """Run every cell of the lab; returns the walkthrough with its recorded differences.
-    With ``plot``, also write ``gates.png`` there: the exercise's first sample through
-    each layer (gates i, f, g, o, cell state c, output h over time; needs matplotlib)."""
+    """Run every cell of the lab with lstmkit's ``backend``; returns the walkthrough with
+    its recorded differences. With ``plot``, also write ``gates.png`` there: the
+    exercise's first sample through each layer (gates i, f, g, o, cell state c, output h
+    over time; needs matplotlib). An explicit ``backend`` that cannot run here raises
+    NotImplementedError before anything is printed."""
     torch.manual_seed(seed)
     lab = Walkthrough(write)
+    H, I = 64, 128  # hidden_size, input_size
+    _says_backend(lab, backend, 5, 4, H)
 
     lab.cell("1. Creating an LSTM layer")
-    H, I = 64, 128  # hidden_size, input_size
-    lstm = LSTM(input_size=I, hidden_size=H, batch_first=True)
+    lstm = LSTM(input_size=I, hidden_size=H, batch_first=True, backend=backend)
     oracle = twin(lstm)
     lab.show(f"print(lstm)   -> {lstm}")
     lab.show(f"nn.LSTM repr  -> {oracle}  (identical: {repr(lstm) == repr(oracle)})")
@@ -84,7 +112,7 @@ def run_lab(
     lab.cell("2. Input formats: seq first (T, B, I) and batch first (B, T, I)")
     T, B = 5, 4
     x = torch.randn(B, T, I)
-    seq_first = LSTM(I, H)
+    seq_first = LSTM(I, H, backend=backend)
     seq_first.load_state_dict(lstm.state_dict())
     out_bf, _ = lstm(x)
     out_sf, _ = seq_first(x.transpose(0, 1))
@@ -123,15 +151,15 @@ def run_lab(
     )
     lab.compare("inference", (output, out_hidden_state, out_cell_state), oracle(inputs, states))
 
+    lab.cell("6. Input sequences of length 20, 30 and 50")
+    lab.note(
+        "the lab builds torch.randn(length, B, I) for this batch-first layer, i.e. `length` "
+        f"sequences of length {B}; we build (B, length, I): sequences of that length."
+    )
     for length in (20, 30, 50):
-        lab.cell(f"6. Input sequence of length {length}")
         x = torch.randn(B, length, I)
         out, _ = lstm(x)  # don't care about the output states
-        lab.show(f"print(out.shape) -> {out.shape}")
-        lab.note(
-            f"the lab builds torch.randn({length}, B, I) for this batch-first layer, i.e. "
-            f"{length} sequences of length {B}; we build (B, {length}, I): length {length}."
-        )
+        lab.show(f"length {length}: print(out.shape) -> {out.shape}")
         lab.compare(f"length {length}", out, oracle(x)[0])
 
     lab.cell("7. One time step at a time, for all samples (the seq-first loop)")
@@ -153,7 +181,7 @@ def run_lab(
 
     lab.cell("Exercise: batch first, batch 16, length 25, input 1024, hidden 128, 2 layers")
     T, B, hidden_size, input_size, num_layers = 25, 16, 128, 1024, 2
-    lstm = LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True)
+    lstm = LSTM(input_size, hidden_size, num_layers=num_layers, batch_first=True, backend=backend)
     x = torch.randn(B, T, input_size)
     init_hidden_states = torch.randn(num_layers, B, hidden_size)
     init_cell_states = torch.randn(num_layers, B, hidden_size)
@@ -174,8 +202,9 @@ def run_lab(
         from .train.plots import gates
 
         lab.cell("Inside the cell: the exercise's first sample, step by step")
-        path = gates(trace(lstm, x[0]), Path(plot) / "gates.png",
-                     "lab exercise (random weights): sample 0")  # fmt: skip
+        path = gates(
+            trace(lstm, x[0]), Path(plot) / "gates.png", "lab exercise (random weights): sample 0"
+        )
         lab.show(f"gates i, f, g, o, cell state c and output h per layer over time: {path}")
 
     worst = max(lab.diffs.values())

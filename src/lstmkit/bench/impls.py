@@ -1,22 +1,23 @@
 """The registry of benchmarked implementations, all holding the same weights.
 
 Each entry builds, for a shape, a ``forward`` (inference, no autograd) and a ``train``
-(forward + backward of every parameter) closure. ``torch`` is nn.LSTM (the yardstick);
-``onnxruntime`` is its LSTM operator when installed (inference only); ``lstmkit-<backend>``
-are lstmkit's backends.
+(forward + backward of every parameter) closure; the names are those of :mod:`.catalog`.
+:func:`available` says which of them this machine can run, and why not the others.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from ..backends import BACKEND_NAMES, BACKENDS
+from ..backends import BACKENDS
 from ..lstm import LSTM
+from . import catalog
 from .shapes import Shape
 
 
@@ -103,19 +104,6 @@ def lstmkit_lstm(backend: str, **options: object) -> Callable[[Problem, bool], W
     return build
 
 
-#: ``lstmkit bench --options``: each cell option alone, on ``auto``.
-OPTIONS: dict[str, dict[str, object]] = {
-    "peephole": {"peephole": True},
-    "gate_clip": {"gate_clip": 3.0},
-    "cell_clip": {"cell_clip": 10.0},
-    "recurrent_dropout": {"recurrent_dropout": 0.25},  # modules time in training mode
-    "zoneout": {"zoneout": 0.1},
-    "layer_norm": {"layer_norm": True},
-    "softsign": {"activation": "softsign"},
-    "hardsigmoid": {"recurrent_activation": "hardsigmoid"},
-}
-
-
 def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
     """lstmkit.LSTM under ``torch.compile(fullgraph=True)``; compiles on the first calls,
     whose time is recorded (forward in inference mode and forward+backward compile apart)."""
@@ -139,25 +127,45 @@ def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
     return Workload(run, None)
 
 
-def registry(
-    include_onnx: bool = True, include_compile: bool = False, include_options: bool = False
-) -> dict[str, Callable[[Problem, bool], Workload]]:
-    impls: dict[str, Callable[[Problem, bool], Workload]] = {"torch": torch_lstm}
-    if include_onnx:
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
+def _onnx_missing() -> str | None:
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install onnx onnxruntime)"
+    return None
 
-            impls["onnxruntime"] = onnxruntime_lstm
-        except ImportError:
-            pass
+
+def _backend_missing(backend: str) -> str | None:
+    """Why ``backend`` cannot run the benchmark's float32 CPU problems here, or None."""
     probe = torch.zeros(2, 1, 4)  # float32 on the CPU, what the benchmark runs
-    for backend in BACKEND_NAMES:
-        if backend == "auto" or BACKENDS[backend].unsupported(probe) is None:
-            impls[f"lstmkit-{backend}"] = lstmkit_lstm(backend)  # e.g. no numba: no compiled
-    if include_compile:
-        impls["lstmkit-torch.compile"] = torch_compiled_lstm
-    if include_options:
-        for name, options in OPTIONS.items():
-            impls[f"lstmkit-auto+{name}"] = lstmkit_lstm("auto", **options)
-    return impls
+    return None if backend == "auto" else BACKENDS[backend].unsupported(probe)
+
+
+def _builder(name: str) -> Callable[[Problem, bool], Workload]:
+    if name == catalog.TORCH:
+        return torch_lstm
+    if name == catalog.ONNXRUNTIME:
+        return onnxruntime_lstm
+    if name == catalog.COMPILE:
+        return torch_compiled_lstm
+    backend, _, option = name.removeprefix("lstmkit-").partition("+")
+    return lstmkit_lstm(backend, **catalog.OPTIONS.get(option, {}))
+
+
+def available(
+    names: Sequence[str],
+) -> tuple[dict[str, Callable[[Problem, bool], Workload]], dict[str, str]]:
+    """The builders of ``names`` (of :data:`~.catalog.ALL`) this machine can run, and for
+    each one it cannot, why and what to install."""
+    builders, skipped = {}, {}
+    for name in names:
+        if name == catalog.ONNXRUNTIME:
+            reason = _onnx_missing()
+        elif name in catalog.BACKEND_IMPLS:
+            reason = _backend_missing(name.removeprefix("lstmkit-"))
+        else:
+            reason = None
+        if reason is None:
+            builders[name] = _builder(name)
+        else:
+            skipped[name] = reason
+    return builders, skipped

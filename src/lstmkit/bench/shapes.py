@@ -58,11 +58,27 @@ QUICK: tuple[Shape, ...] = (
 )
 
 
+def _table() -> dict[str, Shape]:
+    return {s.name: s for s in SHAPES + STEP_SHAPES + QUICK}
+
+
 def find(names: str) -> tuple[Shape, ...]:
-    """Shapes by comma-separated name (``S1,S4,step-H64``)."""
-    table = {s.name: s for s in SHAPES + STEP_SHAPES + QUICK}
+    """Shapes by comma-separated name (``S1,S4,step-H64``); ValueError naming the unknown
+    ones and the valid ones.
+
+    >>> [s.label() for s in find("S1,step-H64")]
+    ['S1 (5,4,128,64,1)', 'step-H64 (1,1,64,64,1)']
+    """
+    table = _table()
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in table]
-    if unknown:
-        raise ValueError(f"unknown shape(s) {unknown}; choose from {sorted(table)}")
-    return tuple(table[n] for n in wanted)
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown shape(s) {', '.join(unknown) or repr(names)}; choose from {', '.join(table)}"
+        )
+    return tuple(table[n] for n in dict.fromkeys(wanted))
+
+
+def describe() -> str:
+    """One line per shape for ``--help``: name, ``(T,B,I,H,L)`` and what it stands for."""
+    return "\n".join(f"  {s.label():<30} {s.what}".rstrip() for s in _table().values())

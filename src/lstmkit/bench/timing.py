@@ -1,4 +1,5 @@
-"""Interleaved timing: every implementation once per round, medians over rounds."""
+"""Interleaved timing: every implementation once per round; every round's time is kept,
+so that the report can give the median and say when rounds disagree (a busy machine)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ def interleaved(
     warmup: int = 2,
     on_round: Callable[[], None] | None = None,
     min_seconds: float = 2e-3,
-) -> dict[str, float]:
-    """Median seconds per call of each function, timed in turn within each round.
+) -> dict[str, list[float]]:
+    """Seconds per call of each function in every round, timed in turn within each round.
 
     A call shorter than ``min_seconds`` is repeated inside its slot (the count chosen
     during warm-up) so that timer resolution and dispatch jitter do not dominate.
@@ -44,7 +45,7 @@ def interleaved(
             samples[name].append((time.perf_counter() - start) / n)
         if on_round is not None:
             on_round()
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
 def gemm_rate(rounds: int = 5) -> float:
@@ -55,5 +56,5 @@ def gemm_rate(rounds: int = 5) -> float:
     if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         packed = torch.ops.mkldnn._reorder_linear_weight(w, 2048)
         fns["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-    best = min(interleaved(fns, rounds).values())
+    best = min(statistics.median(s) for s in interleaved(fns, rounds).values())
     return 2 * 2048 * 1024 * 1024 / best

@@ -74,14 +74,15 @@ def save(
     os.replace(tmp, directory / META)
 
 
-def load(
-    directory: Path, config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
-) -> Resumed:
-    """Restore ``model``, ``optimizer`` and torch's RNG from ``directory``; see the module
-    docstring for what is checked."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def exists(directory: Path) -> bool:
+    """Whether ``directory`` holds (part of) a checkpoint that a new run would overwrite."""
+    return (directory / WEIGHTS).exists() or (directory / META).exists()
 
+
+def check(directory: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The metadata of the checkpoint in ``directory`` if ``config`` can resume from it:
+    both files present, the JSON of this format, the checksum, the configuration and the
+    epoch reached; :class:`CheckpointError` otherwise. Reads no tensors."""
     weights, meta_path = directory / WEIGHTS, directory / META
     missing = [p.name for p in (weights, meta_path) if not p.is_file()]
     if missing:
@@ -105,6 +106,19 @@ def load(
             f"the checkpoint in {directory} has already trained {meta['epoch']} epochs; "
             f"--epochs {config['epochs']} asks for fewer"
         )
+    return meta
+
+
+def load(
+    directory: Path, config: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> Resumed:
+    """Restore ``model``, ``optimizer`` and torch's RNG from ``directory``; see the module
+    docstring for what is checked."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    meta = check(directory, config)
+    weights = directory / WEIGHTS
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:

@@ -19,6 +19,7 @@ Shapes: ``N`` samples, ``T`` steps, ``I`` features per step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,6 +50,16 @@ class Dataset:
     scale: float = 1.0
     shift: float = 0.0
     classes: int = 0
+    times_test: list[Any] | None = None  # forecasting: the date of each held-out target
+    time_label: str = ""  # what ``times_test`` counts, e.g. "month"
+    value_label: str = ""  # the series' quantity, e.g. "CO2 (ppm)"
+
+    @property
+    def loss_name(self) -> str:
+        """The training loss, named: what the loop minimises."""
+        if self.kind == "forecast":
+            return "MSE of the normalised change"
+        return "cross-entropy"
 
     @property
     def input_size(self) -> int:
@@ -82,30 +93,39 @@ def load(task: str, window: int = 24, seed: int = 0) -> Dataset:
     """The dataset of ``task`` (one of :data:`TASKS`); ``window`` is the forecasting
     window ``T``; ``seed`` fixes the classification split."""
     if task == "co2":
-        return _forecast("co2", _co2(), window, "ppm")
+        return _forecast("co2", *_co2(), window, "ppm", "month", "CO2 (ppm)")
     if task == "sunspots":
-        return _forecast("sunspots", _sunspots(), window, "")
+        return _forecast("sunspots", *_sunspots(), window, "", "year", "sunspot number")
     if task == "digits":
         return _digits(seed)
     raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
 
 
-def _co2() -> Tensor:
+def _co2() -> tuple[Tensor, list[Any]]:
+    """Monthly means and each month's first day."""
     from statsmodels.datasets import co2
 
     weekly = co2.load_pandas().data["co2"]
     monthly = weekly.resample("MS").mean().ffill()
-    return torch.tensor(monthly.to_numpy(), dtype=torch.float64)
+    dates = [t.date() for t in monthly.index]
+    return torch.tensor(monthly.to_numpy(), dtype=torch.float64), dates
 
 
-def _sunspots() -> Tensor:
+def _sunspots() -> tuple[Tensor, list[Any]]:
+    """Yearly sunspot numbers and their years."""
     from statsmodels.datasets import sunspots
 
-    return torch.tensor(sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(), dtype=torch.float64)
+    table = sunspots.load_pandas().data
+    years = [int(y) for y in table["YEAR"]]
+    return torch.tensor(table["SUNACTIVITY"].to_numpy(), dtype=torch.float64), years
 
 
-def _forecast(name: str, series: Tensor, window: int, unit: str) -> Dataset:
-    """Windows of ``window`` changes -> the next change; the last 20% of targets held out."""
+def _forecast(
+    name: str, series: Tensor, times: list[Any], window: int, unit: str, time_label: str,
+    value_label: str,
+) -> Dataset:  # fmt: skip
+    """Windows of ``window`` changes -> the next change; the last 20% of targets held out.
+    ``times[k]`` is when ``series[k]`` was measured."""
     if not 2 <= window < len(series) // 3:
         raise ValueError(
             f"window must be between 2 and {len(series) // 3 - 1} for {name}, got {window}"
@@ -122,7 +142,8 @@ def _forecast(name: str, series: Tensor, window: int, unit: str) -> Dataset:
     return Dataset(
         name=name, kind="forecast", x_train=x[:split], y_train=y[:split], x_test=x[split:],
         y_test=y[split:], outputs=1, metric="MAE", unit=unit, last_test=last[split:].float(),
-        scale=scale, shift=shift,
+        scale=scale, shift=shift, times_test=times[window + 1 + split : window + 1 + n],
+        time_label=time_label, value_label=value_label,
     )  # fmt: skip
 
 

@@ -16,6 +16,8 @@ in float32. Shapes: ``xg (T, B, 4H)``, ``W_hh (4H, P)``, ``W_hr (P, H)``.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -27,6 +29,11 @@ from .codes import CELL_CODES, GATE_CODES
 
 def _c(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
+
+
+def _device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Launch on ``device``: Triton launches on the current CUDA device."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 class TritonEngine:
@@ -44,6 +51,8 @@ class TritonEngine:
         fwd, _, mm = kernels()
         T, B, G = xg.shape
         H, P = G // 4, buf.hs.shape[2]
+        if B == 0:
+            return
         xg, w_hh, w_hr, valid = _c(xg), _c(w_hh), _c(w_hr), _c(valid)
         opt = buf.options
         keep = buf.acts.stride(0) != 0  # all T per-step slots, else one reused slot
@@ -69,24 +78,25 @@ class TritonEngine:
         rec_mm = _Matmul(mm, B, G, P, w_hh, stride_n=P, stride_k=1, xg=xg)
         proj_mm = _Matmul(mm, B, P, H, w_hr, stride_n=H, stride_k=1, xg=xg)
         cs, hs = buf.cs, buf.hs
-        for t in steps(T, reverse):
-            prev, nxt = slots(t, reverse)
-            ts = t if keep else 0
-            if norm_on:  # rec = (h_{t-1} * mask) W_hh^T, normalised by the cell kernel
-                rec_mm(hs, rec, a_off=prev * B * P, prologue=int(mask is not None), mask=mask)
-            fwd.cell_forward_kernel[grid](
-                xg, rec, w_hh, mask, hs, cs, carry,
-                buf.acts, buf.tanh_cs, buf.ms, buf.c_new, buf.gate_clipped, buf.cell_clipped,
-                buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd,
-                *peep, *norm, valid, k_h, k_c,
-                B, t, prev, nxt, ts, opt.gate_clip or 0.0, opt.cell_clip or 0.0,
-                H=H, P=P, BB=tiles.rows, BH=tiles.cols, BK=tiles.inner, **flags,
-            )  # fmt: skip
-            if w_hr is not None:  # h_t = m_t W_hr^T, then zoneout and lengths
-                proj_mm(
-                    buf.ms, hs, a_off=ts * B * H, out_off=nxt * B * P, epilogue=1,
-                    aux=hs, aux_off=prev * B * P, valid=valid, keep=k_h, t=t,
+        with _device(xg.device):
+            for t in steps(T, reverse):
+                prev, nxt = slots(t, reverse)
+                ts = t if keep else 0
+                if norm_on:  # rec = (h_{t-1} * mask) W_hh^T, normalised by the cell kernel
+                    rec_mm(hs, rec, a_off=prev * B * P, prologue=int(mask is not None), mask=mask)
+                fwd.cell_forward_kernel[grid](
+                    xg, rec, w_hh, mask, hs, cs, carry,
+                    buf.acts, buf.tanh_cs, buf.ms, buf.c_new, buf.gate_clipped, buf.cell_clipped,
+                    buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd,
+                    *peep, *norm, valid, k_h, k_c,
+                    B, t, prev, nxt, ts, opt.gate_clip or 0.0, opt.cell_clip or 0.0,
+                    H=H, P=P, BB=tiles.rows, BH=tiles.cols, BK=tiles.inner, **flags,
                 )  # fmt: skip
+                if w_hr is not None:  # h_t = m_t W_hr^T, then zoneout and lengths
+                    proj_mm(
+                        buf.ms, hs, a_off=ts * B * H, out_off=nxt * B * P, epilogue=1,
+                        aux=hs, aux_off=prev * B * P, valid=valid, keep=k_h, t=t,
+                    )  # fmt: skip
 
     def backward(
         self,
@@ -104,6 +114,8 @@ class TritonEngine:
         _, bwd, mm = kernels()
         T, B, G = grads.dgates.shape
         H, P = G // 4, dys.shape[2]
+        if B == 0:
+            return dh, dc
         w_hh, w_hr, valid = _c(w_hh), _c(w_hr), _c(valid)
         opt = buf.options
         peep = [_c(w) for w in opt.peephole] if opt.peephole is not None else [None] * 3
@@ -125,25 +137,26 @@ class TritonEngine:
         enter_mm = _Matmul(mm, B, H, P, w_hr, stride_n=1, stride_k=H, xg=dys)
         leave_mm = _Matmul(mm, B, P, G, w_hh, stride_n=1, stride_k=P, xg=dys)
         drec = grads.drec if norm_on else grads.dgates
-        for t in steps(T, reverse, backward=True):
-            prev, _ = slots(t, reverse)
-            if w_hr is not None:  # dm = dh_cell W_hr; dh_cell kept for dW_hr
-                enter_mm(
-                    dh32, dm, prologue=2, a2=dys, a2_off=t * B * P, valid=valid, keep=k_h,
-                    t=t, a_out=grads.dhs, a_out_off=t * B * P,
+        with _device(dys.device):
+            for t in steps(T, reverse, backward=True):
+                prev, _ = slots(t, reverse)
+                if w_hr is not None:  # dm = dh_cell W_hr; dh_cell kept for dW_hr
+                    enter_mm(
+                        dh32, dm, prologue=2, a2=dys, a2_off=t * B * P, valid=valid, keep=k_h,
+                        t=t, a_out=grads.dhs, a_out_off=t * B * P,
+                    )  # fmt: skip
+                bwd.cell_backward_kernel[grid](
+                    dh32, dys, dm, dc32, dcs, grads.dgates, grads.drec, grads.dnorm_c,
+                    buf.acts, buf.cs, buf.tanh_cs, buf.gate_clipped, buf.cell_clipped,
+                    buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd,
+                    *peep, *norm, valid, k_h, k_c,
+                    B, t, prev,
+                    H=H, BB=tiles.rows, BH=tiles.cols, **flags,
                 )  # fmt: skip
-            bwd.cell_backward_kernel[grid](
-                dh32, dys, dm, dc32, dcs, grads.dgates, grads.drec, grads.dnorm_c,
-                buf.acts, buf.cs, buf.tanh_cs, buf.gate_clipped, buf.cell_clipped,
-                buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd,
-                *peep, *norm, valid, k_h, k_c,
-                B, t, prev,
-                H=H, BB=tiles.rows, BH=tiles.cols, **flags,
-            )  # fmt: skip
-            leave_mm(  # dh_{t-1} = dgates W_hh (* mask) + what passed around the cell
-                drec, dh32, a_off=t * B * G, epilogue=2, aux=dh32, mask=mask, a2=dys,
-                a2_off=t * B * P, valid=valid, keep=k_h, t=t,
-            )  # fmt: skip
+                leave_mm(  # dh_{t-1} = dgates W_hh (* mask) + what passed around the cell
+                    drec, dh32, a_off=t * B * G, epilogue=2, aux=dh32, mask=mask, a2=dys,
+                    a2_off=t * B * P, valid=valid, keep=k_h, t=t,
+                )  # fmt: skip
         return dh32.to(dh.dtype), dc32.to(dc.dtype)
 
 

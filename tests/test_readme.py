@@ -4,6 +4,7 @@ order, in one namespace)."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,43 @@ def test_docs_links_resolve() -> None:
     for page in (README, *DOCS):
         for target in re.findall(r"\]\(([^)#:]+)\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def _shell_commands(page: Path, program: str) -> list[list[str]]:
+    """Every ``program ...`` command in the page's bash blocks, as argv after the program
+    (``&&`` chains split, comments and redirections dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(re.split(r"\s#\s", part)[0].split(">")[0])
+                if words and Path(words[0]).name == program:
+                    commands.append(words[1:])
+    return commands
+
+
+@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: p.name)
+def test_docs_lstmkit_commands_parse(page: Path) -> None:
+    """Every ``lstmkit`` command in the docs is accepted by the command line as it is
+    (flags, choices, shape and implementation names)."""
+    from lstmkit.cli import build_parser
+
+    for argv in _shell_commands(page, "lstmkit"):
+        try:
+            build_parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page.name}: lstmkit {' '.join(argv)} is refused")
+
+
+def test_docs_install_lines_name_real_extras() -> None:
+    """Every ``pip install`` of lstmkit with extras names extras that pyproject.toml has."""
+    tomllib = pytest.importorskip("tomllib")
+    extras = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    )
+    named = []
+    for page in (README, *DOCS):
+        named += re.findall(r"(?:lstmkit|\.)\[([a-z,]+)\]", page.read_text())
+    assert named, "no install line with extras found"
+    for group in named:
+        assert set(group.split(",")) <= extras, group

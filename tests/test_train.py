@@ -23,7 +23,8 @@ import lstmkit
 from lstmkit.cli import main
 from lstmkit.trace import trace
 
-TINY = ["--quiet", "--hidden-size", "16"]
+#: small models on one thread: fast, and unhurt by other processes on the cores
+TINY = ["--quiet", "--hidden-size", "16", "--threads", "1"]
 
 #: matplotlib must get arrays, not tensors (numpy deprecates what it does with them)
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning:matplotlib.*")
@@ -44,7 +45,8 @@ def assert_png(path: Path) -> None:
 def test_tiny_budget_beats_the_naive_baseline(
     task, epochs, hidden, tmp_path: Path, figures
 ) -> None:
-    args = ["--epochs", epochs, "--hidden-size", hidden, "--out", str(tmp_path), "--quiet"]
+    args = ["--epochs", epochs, "--hidden-size", hidden, "--out", str(tmp_path), "--quiet",
+            "--threads", "1"]  # fmt: skip
     assert main(["train", "--task", task, *args]) == 0
     m = metrics(tmp_path)
     if task != "digits":  # MAE: lower is better
@@ -210,8 +212,9 @@ def test_seeds_figures_quote_the_tables_mean(tmp_path: Path, figures) -> None:
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     mean, std = run["score_mean"], run["score_std"]
     assert f"vanilla (MAE {mean:.3g} ± {std:.2g} ppm, 2 seeds)" in legend
-    assert std > 0 and figure.get_suptitle() == "lines: seed 5 of 2"
-    assert figures["compare_curves.png"].get_suptitle() == "lines: seed 5 of 2"
+    note = "lines: seed 5, the first of 2; legend: mean ± std over the seeds"
+    assert std > 0 and figure.get_suptitle() == note
+    assert figures["compare_curves.png"].get_suptitle() == note
 
 
 def test_missing_dependencies_are_named(monkeypatch, capsys) -> None:

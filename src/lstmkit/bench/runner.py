@@ -25,7 +25,7 @@ def run(
     ``lstmkit-torch.compile``'s compile times are in ``Results.setup``.
     """
     chosen, skipped = available(impls if impls is not None else catalog.default_names())
-    results = Results(machine(), gemm_rate() / 1e9, skipped=skipped)
+    results = Results(machine(), gemm_rate(min(rounds, 5)) / 1e9, skipped=skipped)
     for shape in shapes:
         stepping = shape.name.startswith("step")
         problem = Problem.make(shape)

@@ -223,7 +223,9 @@ def _plots(plots: Any, runs: dict[str, list], data: Any, out: Path, compare: boo
 
     first = [(name, results[0]) for name, results in runs.items()]
     seeds = len(next(iter(runs.values())))
-    note = f"lines: seed {first[0][1].config.seed} of {seeds}" if seeds > 1 else ""
+    seed = first[0][1].config.seed
+    note = f"lines: seed {seed}, the first of {seeds}; legend: mean ± std over the seeds"
+    note = note if seeds > 1 else ""
     legend = {name: score_text(results, data) for name, results in runs.items()}
     prefix = "compare_" if compare else ""
     figures = [plots.curves(first, data, out / f"{prefix}curves.png", note=note)]

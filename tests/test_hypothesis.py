@@ -27,7 +27,7 @@ def configs(draw: st.DrawFn) -> Config:
     )
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cfg=configs(), seed=st.integers(0, 2**16), backend=st.sampled_from(GENERIC_BACKENDS))
 def test_random_configurations_match_torch(cfg: Config, seed: int, backend: str) -> None:
     assert_matches_torch(cfg, torch.float64, seed=seed, backend=backend)

@@ -118,7 +118,9 @@ def test_gradcheck_and_gradgradcheck_with_options(options: dict, backend: str) -
     x = torch.randn(3, 2, 2, dtype=D64, requires_grad=True) * 2
     params = [(p.detach() * 3).requires_grad_() for p in lstm.parameters()]
     assert torch.autograd.gradcheck(f, (x, *params))
-    assert torch.autograd.gradgradcheck(f, (x, *params))
+    # the double backward along random directions (v^T J u, fast mode): any wrong second
+    # derivative shows; the whole Jacobian is checked for plain cells in test_gradcheck.py
+    assert torch.autograd.gradgradcheck(f, (x, *params), fast_mode=True)
 
 
 def test_auto_runs_the_options_on_the_compiled_backend() -> None:

@@ -69,6 +69,16 @@ def test_choices_are_the_librarys() -> None:
     assert tuple(f"lstmkit-{b}" for b in BACKEND_NAMES) == catalog.BACKEND_IMPLS
 
 
+def test_train_knows_the_librarys_option_defaults() -> None:
+    """``lstmkit train`` passes lstmkit.LSTM only the options set away from these."""
+    from lstmkit._options import OPTION_DEFAULTS
+    from lstmkit.train.command import LSTM_DEFAULTS
+
+    assert {k: v for k, v in LSTM_DEFAULTS.items() if k in OPTION_DEFAULTS} == OPTION_DEFAULTS
+    args = build_parser().parse_args(["train"])
+    assert all(getattr(args, k) == v for k, v in LSTM_DEFAULTS.items())
+
+
 @pytest.mark.parametrize(
     "argv, flag, said",
     [

@@ -212,8 +212,8 @@ def test_seeds_figures_quote_the_tables_mean(tmp_path: Path, figures) -> None:
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     mean, std = run["score_mean"], run["score_std"]
     assert f"vanilla (MAE {mean:.3g} ± {std:.2g} ppm, 2 seeds)" in legend
-    note = "lines: seed 5, the first of 2; legend: mean ± std over the seeds"
-    assert std > 0 and figure.get_suptitle() == note
+    note = "lines: seed 5, the first of 2"
+    assert std > 0 and figure.get_suptitle() == f"{note}; legend: mean ± std over the seeds"
     assert figures["compare_curves.png"].get_suptitle() == note
 
 

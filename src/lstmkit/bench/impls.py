@@ -121,6 +121,7 @@ def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
 
 
 def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
+    """The ONNX ``LSTM`` operator in onnxruntime (inference only)."""
     from .onnx_model import onnx_session
 
     run = onnx_session(problem)
@@ -128,6 +129,7 @@ def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
 
 
 def _onnx_missing() -> str | None:
+    """Why the onnxruntime row cannot run here (and the install), or None."""
     missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         return f"{' and '.join(missing)} not installed (pip install onnx onnxruntime)"
@@ -141,6 +143,7 @@ def _backend_missing(backend: str) -> str | None:
 
 
 def _builder(name: str) -> Callable[[Problem, bool], Workload]:
+    """The workload builder of implementation ``name``."""
     if name == catalog.TORCH:
         return torch_lstm
     if name == catalog.ONNXRUNTIME:

@@ -2,11 +2,13 @@
 
 Datasets ship inside PyPI packages (statsmodels, scikit-learn); nothing is downloaded
 at run time. The modules here: :mod:`.data` (tasks and their naive baselines),
-:mod:`.model` (LSTM + linear head), :mod:`.loop` (training, evaluation, progress),
+:mod:`.model` (LSTM + linear head), :mod:`.loop` (training, evaluation),
 :mod:`.checkpoint` (safetensors + JSON, resumable), :mod:`.plots` (matplotlib PNGs),
-:mod:`.command` (the command line, including ``--compare``).
+:mod:`.report` (metrics, summary, the table), :mod:`.arguments` (the flags, without
+torch), :mod:`.command` (the checks, the runs, ``--compare``, the progress bar).
 
-The optional dependencies come with ``pip install 'lstmkit[train]'``.
+The optional dependencies come with ``pip install 'lstmkit[train]'`` (from a clone:
+``pip install -e '.[train]'``).
 """
 
 from __future__ import annotations

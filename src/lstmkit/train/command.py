@@ -20,19 +20,23 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cli_names import install_hint
 from ..cli_types import UsageError, torch_threads
 from . import missing_dependencies
 from .arguments import DEFAULTS, VARIANTS
 
+if TYPE_CHECKING:  # torch-heavy: imported when a run starts
+    from .data import Dataset
+    from .loop import Result, TrainConfig
+
 #: lstmkit.LSTM's defaults for the options the command line sets.
-_LSTM_DEFAULTS: dict[str, Any] = {
+LSTM_DEFAULTS: dict[str, Any] = {
     "bidirectional": False,
     "dropout": 0.0,
     "proj_size": 0,
@@ -54,18 +58,18 @@ class Planned:
     """One training run of the request: its name, configuration and directory."""
 
     name: str
-    config: Any  # TrainConfig
+    config: TrainConfig
     directory: Path
     label: str
 
 
 def lstm_options(args: argparse.Namespace) -> dict[str, Any]:
     """The lstmkit.LSTM keyword arguments the command line set away from their defaults."""
-    chosen = {key: getattr(args, key) for key in _LSTM_DEFAULTS}
-    return {k: v for k, v in chosen.items() if v != _LSTM_DEFAULTS[k]}
+    chosen = {key: getattr(args, key) for key in LSTM_DEFAULTS}
+    return {k: v for k, v in chosen.items() if v != LSTM_DEFAULTS[k]}
 
 
-def config_of(args: argparse.Namespace, extra: dict[str, Any]) -> Any:
+def config_of(args: argparse.Namespace, extra: dict[str, Any]) -> TrainConfig:
     """The run's :class:`~.loop.TrainConfig`; :class:`UsageError` for flags that do not
     fit together or with the task."""
     from .loop import TrainConfig
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def plan(args: argparse.Namespace, data: Any) -> list[Planned]:
+def plan(args: argparse.Namespace, data: Dataset) -> list[Planned]:
     """Every run of the request, checked: each model builds, each checkpoint is resumable
     (``--resume``) or absent (unless ``--force``)."""
     from . import checkpoint
@@ -166,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("--window", str(err).removeprefix("window ")) from err
     planned = plan(args, data)
     console = Console(stderr=True, quiet=args.quiet)
-    runs: dict[str, list] = {}
+    runs: dict[str, list[Result]] = {}
     for p in planned:
         with _progress(console, p.label, p.config, len(data.y_train)) as on_batch:
             result = fit(p.config, data, p.directory, resume=args.resume, on_batch=on_batch)
@@ -182,7 +186,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _progress(console: Any, label: str, config: Any, samples: int) -> Iterator[Any]:
+def _progress(
+    console: Any, label: str, config: TrainConfig, samples: int
+) -> Iterator[Callable[[int, int, float], None]]:
     """A rich progress bar (stderr) over all batches of the run: the epoch, the mean
     training loss of the epoch so far, samples/s."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -216,7 +222,9 @@ def _progress(console: Any, label: str, config: Any, samples: int) -> Iterator[A
         yield on_batch
 
 
-def _plots(plots: Any, runs: dict[str, list], data: Any, out: Path, compare: bool) -> list[Path]:
+def _plots(
+    plots: Any, runs: dict[str, list[Result]], data: Dataset, out: Path, compare: bool
+) -> list[Path]:
     """The figures of the first seed of each run; legends quote the table's scores."""
     from ..trace import trace
     from .report import score_text
@@ -224,15 +232,15 @@ def _plots(plots: Any, runs: dict[str, list], data: Any, out: Path, compare: boo
     first = [(name, results[0]) for name, results in runs.items()]
     seeds = len(next(iter(runs.values())))
     seed = first[0][1].config.seed
-    note = f"lines: seed {seed}, the first of {seeds}; legend: mean ± std over the seeds"
-    note = note if seeds > 1 else ""
+    note = f"lines: seed {seed}, the first of {seeds}" if seeds > 1 else ""
+    scores_note = f"{note}; legend: mean ± std over the seeds" if seeds > 1 else ""
     legend = {name: score_text(results, data) for name, results in runs.items()}
     prefix = "compare_" if compare else ""
     figures = [plots.curves(first, data, out / f"{prefix}curves.png", note=note)]
     if data.kind == "forecast":
         figures.append(
             plots.predictions(
-                first, data, out / f"{prefix}predictions.png", legend=legend, note=note
+                first, data, out / f"{prefix}predictions.png", legend=legend, note=scores_note
             )
         )
     for name, result in first:

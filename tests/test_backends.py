@@ -163,8 +163,8 @@ def test_eval_mode_backward_on_every_backend(backend: str) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_large_batch_paths_with_lengths_projection_and_reverse(backend: str, dtype) -> None:
-    """B = 40 takes the per-step paths (compiled above its whole-sequence batch size;
-    oneDNN step GEMMs in float32), here with packing-style lengths, projection, both
+    """B = 40: compiled splits the rows across threads when there are several, fused
+    takes oneDNN step GEMMs in float32; here with packing-style lengths, projection, both
     directions and every-step states, against the float64 reference."""
     g = torch.Generator().manual_seed(4)
     kwargs = dict(num_layers=2, bidirectional=True, proj_size=3)

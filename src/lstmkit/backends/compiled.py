@@ -1,36 +1,36 @@
 """The ``compiled`` backend: the hand-written BPTT of :mod:`.bptt`, its loops in numba.
 
-Two regimes, chosen per call by batch size:
-
-* small batches (``B <= SEQUENCE_MAX_BATCH``): the whole time loop, recurrent products
-  included, is one compiled kernel (:func:`.kernels.sequence_forward` /
-  ``sequence_backward``), single-threaded: no per-step Python or dispatch at all;
-* larger batches: each step's GEMM runs in torch (:class:`.gemm.StepGemm`) and the whole
-  cell (activations, state update, or its derivatives) is one compiled kernel.
+One engine for every batch size: each of the two time loops of a layer-direction is one
+compiled call (:mod:`.loops`), the per-step matrix products included (through
+:mod:`.blas`: MKL's packed GEMM from torch's own library where it exports it, else a
+compiled loop), so nothing runs in Python or torch per step. Weights are prepared (packed
+or transposed) once per value and reused by forward and backward until they change.
 
 The cell options go to the kernels as arrays (all empty when off): the peepholes
 ``(3, H)``, the two clip limits and buffers where the clips record what they clamped,
 the recurrent-dropout mask, the activation codes, the layer-norm gains with buffers for
-the normalised values, zoneout's keep weights (the per-step regime mixes them in
-:class:`.steps.ForwardSteps`). float32 uses the vectorised rational ``tanh`` of
-:mod:`.kernels` (max error 5.1e-7); float64 uses libm. CPU only; ``unsupported`` says why
-a call cannot run here.
+the normalised values, zoneout's keep weights. float32 uses the vectorised rational
+``tanh`` of :mod:`.kernels` (max error 5.1e-7); float64 uses libm. CPU only;
+``unsupported`` says why a call cannot run here.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import bptt
-from .bptt import Buffers, Grads, slots, steps
-from .steps import BackwardSteps, ForwardSteps
+from .bptt import Buffers, Grads
 
 try:
-    from . import kernels
+    from . import blas, kernels, loops
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     kernels = None  # type: ignore[assignment]
 
@@ -40,8 +40,12 @@ NO_NUMBA = (
     "without it backend='auto' runs 'fused', 5-20x slower than nn.LSTM at small batches"
 )
 
-#: Largest batch for which the whole-sequence kernel beats per-step torch GEMMs (measured).
-SEQUENCE_MAX_BATCH = 8
+
+def route(dtype: torch.dtype = torch.float32) -> str:
+    """How the engine's per-step products run for ``dtype`` (see :mod:`.blas`):
+    ``"mkl-packed"``, ``"loops"``, or ``"unavailable"`` without numba."""
+    return "unavailable" if kernels is None else blas.route(dtype)
+
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _ARRAY_DTYPES = {**_NUMPY, torch.bool: np.bool_}  # the kernels' arrays: also clip masks
@@ -62,12 +66,12 @@ def unsupported(xg: Tensor) -> str | None:
 def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     """The tensor's memory as an array; ``None`` becomes an empty array of that rank
     (the kernels' "absent" marker: no projection, no lengths, no option). A buffer reused
-    at every step (stride-0 time axis, inference) becomes a scratch array: nobody reads
-    it back."""
+    at every step (stride-0 time axis, inference) becomes its one step: the loops then
+    write every step into it."""
     if t is None:
         return _absent(dtype, rank)
     if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
-        return np.empty(t.shape, _ARRAY_DTYPES[dtype])
+        t = t[:1]
     return t.detach().numpy()
 
 
@@ -110,7 +114,8 @@ def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, 
 
 
 class NumbaEngine:
-    """The two time loops of :class:`.bptt.Recurrence` in compiled kernels."""
+    """The two time loops of :class:`.bptt.Recurrence`, each one compiled call
+    (:mod:`.loops`) with the weights prepared once per value (:func:`.blas.prepared`)."""
 
     def forward(
         self,
@@ -121,34 +126,16 @@ class NumbaEngine:
         reverse: bool,
         buf: Buffers,
     ) -> None:
-        T, B, _ = xg.shape
-        peep, clips, kinds = _options(buf, xg.dtype)
-        norm = _norm(buf, xg.dtype)
+        dtype, B = xg.dtype, xg.shape[1]
+        peep, clips, kinds = _options(buf, dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
-        if B <= SEQUENCE_MAX_BATCH:
-            kernels.sequence_forward(
-                _np(xg.contiguous(), xg.dtype), _np(w_hh.contiguous(), xg.dtype),
-                _np(None if w_hr is None else w_hr.contiguous(), xg.dtype), _valid(valid),
-                reverse,
-                *(_np(x, xg.dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
-                peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, xg.dtype), kinds, norm,
-                _zoneout(buf, xg.dtype),
-            )  # fmt: skip
-            return
-        around = ForwardSteps(w_hh, w_hr, valid, buf)
-        scratch = xg.new_empty(B, xg.shape[2])
-        acts, cs, hs, tanh_cs = (x.numpy() for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs))
-        ms = buf.ms.numpy() if buf.ms is not None else None
-        xgs = xg.detach().numpy()
-        for t in steps(T, reverse):
-            prev, nxt = slots(t, reverse)
-            hw = around.recurrent.mm(around.h_in(prev), out=scratch).numpy()  # (B, 4H) h W_hh^T
-            m = hs[nxt] if ms is None else ms[t]
-            kernels.step_forward(
-                hw, xgs[t], cs[prev], acts[t], cs[nxt], tanh_cs[t], m, peep, clips,
-                _at(gmasks, t), _at(cmasks, t), kinds, (*norm[:3], *(_at(x, t) for x in norm[3:])),
-            )  # fmt: skip
-            around.finish(t, prev, nxt)
+        _on_rows(
+            loops.forward, B, _weights(w_hh, w_hr, True, dtype), _np(xg.contiguous(), dtype),
+            _valid(valid), reverse,
+            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
+            peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            _norm(buf, dtype), _zoneout(buf, dtype),
+        )  # fmt: skip
 
     def backward(
         self,
@@ -163,48 +150,81 @@ class NumbaEngine:
         buf: Buffers,
         grads: Grads,
     ) -> tuple[Tensor, Tensor]:
-        dgates, dhs = grads.dgates, grads.dhs
-        T, B, _ = dgates.shape
-        dtype = dgates.dtype
+        dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
         peep, _, kinds = _options(buf, dtype)
-        norm = _norm(buf, dtype)
-        drec, dnorm_c = (_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c))
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
-        if B <= SEQUENCE_MAX_BATCH:
-            kernels.sequence_backward(
-                _np(dys, dtype), _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype),
-                _np(w_hh.contiguous(), dtype),
-                _np(None if w_hr is None else w_hr.contiguous(), dtype), _valid(valid), reverse,
-                *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, dgates, dhs)),
-                peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds, norm,
-                _zoneout(buf, dtype), drec, dnorm_c,
-            )  # fmt: skip
-            return dh, dc
-        opt = buf.options
-        around = BackwardSteps(w_hh, w_hr, valid, dys, dcs, dhs, opt.recurrent_mask, opt.zoneout)
-        acts, cs, tanh_cs, dg = (x.numpy() for x in (buf.acts, buf.cs, buf.tanh_cs, dgates))
-        for t in steps(T, reverse, backward=True):
-            prev, _ = slots(t, reverse)
-            dm, dc = around.enter(t, dh, dc)
-            dc = dc.contiguous()  # the kernel turns it into dL/dc_{t-1} in place
-            kernels.step_backward(
-                dm.contiguous().numpy(), dc.numpy(), acts[t], cs[prev], tanh_cs[t], dg[t], peep,
-                _at(gmasks, t), _at(cmasks, t), kinds,
-                (*norm[:3], *(_at(x, t) for x in norm[3:])), _at(drec, t), _at(dnorm_c, t),
-            )  # fmt: skip
-            dh, dc = around.leave(dgates[t] if grads.drec is None else grads.drec[t], dc)
+        _on_rows(
+            loops.backward, B, _weights(w_hh, w_hr, False, dtype), _np(dys, dtype),
+            _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
+            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, grads.dgates, grads.dhs)),
+            peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            _norm(buf, dtype), _zoneout(buf, dtype),
+            *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
+        )  # fmt: skip
         return dh, dc
 
 
-def _at(array: np.ndarray, t: int) -> np.ndarray:
-    """Step ``t`` of a (T, B, N) array, or the (shared) empty "off" marker of its dtype."""
-    return array[t] if array.shape[0] else _absent_rows(array.dtype)
+#: Fewest rows a thread is given: below it the per-call hand-off (tens of us) and the
+#: small products' poor efficiency outweigh a second core.
+MIN_ROWS_PER_THREAD = 8
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-@functools.cache
-def _absent_rows(dtype: np.dtype) -> np.ndarray:
-    """The shared empty (0, 0) array of a numpy dtype: one step of an absent option."""
-    return np.empty((0, 0), dtype)
+def row_ranges(rows: int) -> list[tuple[int, int]]:
+    """How a call's rows are split across threads: ``torch.get_num_threads()`` parts at
+    most, none under :data:`MIN_ROWS_PER_THREAD` rows (one part for small batches)."""
+    parts = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """The shared worker threads (at least ``count``), each running its products on
+    itself alone (no nested OpenMP team)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < count:
+            _pool = ThreadPoolExecutor(
+                count, "lstmkit", initializer=lambda: blas.set_thread_products(1)
+            )
+        return _pool
+
+
+def _on_rows(
+    kernel: Callable[..., None], rows: int, weights: Callable[[int], tuple], *args: object
+) -> None:
+    """Run a time loop over all ``rows``: rows are independent sequences, so each thread
+    runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step);
+    in each, the products run single-threaded. One range runs here, in the caller.
+    ``weights(m)`` gives the prepared weights for ranges of ``m`` rows."""
+    ranges = row_ranges(rows)
+    if len(ranges) == 1:
+        kernel(*args, *weights(rows), 0, rows)
+        return
+    calls = [(*args, *weights(hi - lo), lo, hi) for lo, hi in ranges]
+    futures = [_workers(len(calls) - 1).submit(kernel, *call) for call in calls[1:]]
+    previous = blas.set_thread_products(1)
+    try:
+        kernel(*calls[0])
+    finally:
+        blas.set_thread_products(previous)
+        for future in futures:
+            future.result()
+
+
+def _weights(
+    w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype
+) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """The prepared ``(W_hh, W_hr)`` for ``m`` rows (:func:`.blas.prepared`; transposed
+    for the forward's ``x W^T``); an empty marker for ``W_hr`` without projection."""
+
+    def for_rows(m: int) -> tuple[np.ndarray, np.ndarray]:
+        hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m)
+        return blas.prepared(w_hh, transpose, m), hr
+
+    return for_rows
 
 
 def _valid(valid: Tensor | None) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""The ``compiled`` engine's promises beyond its numbers (those are in test_backends,
+test_variants, test_hypothesis, ...): no Python per time step, weights prepared once and
+never stale, rows split across threads without changing results, and the portable
+product route running the same tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import lstmkit
+from lstmkit.backends import compiled
+
+pytestmark = pytest.mark.skipif(compiled.kernels is None, reason="numba is not installed")
+
+
+def _pair(**kwargs: object) -> tuple[lstmkit.LSTM, lstmkit.LSTM]:
+    ref = lstmkit.LSTM(5, 6, dtype=torch.float64, backend="reference", **kwargs)
+    ours = lstmkit.LSTM(5, 6, dtype=torch.float64, backend="compiled", **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def _python_calls(fn) -> int:
+    """How many Python functions run during ``fn()``."""
+    count = 0
+
+    def profile(frame, event, arg):
+        nonlocal count
+        count += event == "call"
+
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_no_python_per_time_step() -> None:
+    """Forward and backward run the same Python at T = 4 and T = 40 (and any B)."""
+    lstm = lstmkit.LSTM(5, 6, num_layers=2, proj_size=3, backend="compiled")
+
+    def train_step(T: int, B: int) -> None:
+        x = torch.randn(T, B, 5, requires_grad=True)
+        lstm(x, lengths=torch.full((B,), T))[0].sum().backward()
+
+    train_step(4, 2)  # compile and fill caches first
+    train_step(40, 20)
+    calls = {(T, B): _python_calls(lambda T=T, B=B: train_step(T, B)) for T, B in
+             ((4, 2), (40, 2), (4, 20), (40, 20))}  # fmt: skip
+    assert calls[(4, 2)] == calls[(40, 2)], calls  # one thread
+    # rows split across threads when there are several: waiting for the other thread
+    # may take a call or two more; one call per step would add 36
+    assert abs(calls[(4, 20)] - calls[(40, 20)]) <= 4, calls
+
+
+def test_prepared_weights_follow_every_change() -> None:
+    """In-place updates, load_state_dict and optimizer steps between calls: the cached
+    prepared weights must never be stale."""
+    ref, ours = _pair(num_layers=2, proj_size=3)
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+
+    def check() -> None:
+        torch.testing.assert_close(ours(x)[0], ref(x)[0], rtol=1e-10, atol=1e-12)
+
+    check()
+    with torch.no_grad():
+        for a, b in zip(ref.parameters(), ours.parameters()):
+            noise = torch.randn_like(a)
+            a.add_(noise)
+            b.add_(noise)
+    check()
+    new = lstmkit.LSTM(5, 6, num_layers=2, proj_size=3, dtype=torch.float64)
+    ref.load_state_dict(new.state_dict())
+    ours.load_state_dict(new.state_dict())
+    check()
+    for model in (ref, ours):
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        torch.manual_seed(0)
+        model(x)[0].square().sum().backward()
+        opt.step()
+    check()
+
+
+def test_rows_split_across_threads_give_the_same_result() -> None:
+    """B = 2 * MIN_ROWS_PER_THREAD + 1 runs in two row ranges on two threads and in one
+    range on one thread: the same numbers (forward and every gradient)."""
+    B = 2 * compiled.MIN_ROWS_PER_THREAD + 1
+    torch.manual_seed(3)
+    lstm = lstmkit.LSTM(5, 16, num_layers=2, bidirectional=True, backend="compiled")
+    x = torch.randn(9, B, 5)
+    lengths = torch.randint(1, 10, (B,))
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert len(compiled.row_ranges(B)) == threads
+            xi = x.clone().requires_grad_()
+            out, (h, c) = lstm(xi, lengths=lengths)
+            grads = torch.autograd.grad((out.sin().sum() + h.sum() + c.sum()),
+                                        [xi, *lstm.parameters()])  # fmt: skip
+            results.append((out, h, c, *grads))
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_two_python_threads_share_one_module() -> None:
+    ref, ours = _pair(num_layers=2)
+    inputs = [torch.randn(8, 2 * compiled.MIN_ROWS_PER_THREAD, 5, dtype=torch.float64)
+              for _ in range(4)]  # fmt: skip
+    expected = [ref(x)[0] for x in inputs]
+    got: dict[int, torch.Tensor] = {}
+
+    def work(k: int) -> None:
+        for _ in range(3):
+            got[k] = ours(inputs[k])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, want in enumerate(expected):
+        torch.testing.assert_close(got[k], want, rtol=1e-10, atol=1e-12)
+
+
+def test_route_is_named() -> None:
+    assert compiled.route(torch.float64) == "loops"
+    forced = os.environ.get("LSTMKIT_GEMM")
+    if forced == "loops":
+        assert compiled.route() == "loops"
+    else:
+        assert compiled.route() in ("mkl-packed", "loops")
+
+
+@pytest.mark.skipif(
+    os.environ.get("LSTMKIT_GEMM") == "loops" or compiled.route() == "loops",
+    reason="this process already runs the portable route",
+)
+def test_portable_route_passes_the_backend_tests() -> None:
+    """The same backend tests with ``LSTMKIT_GEMM=loops`` (the route without MKL)."""
+    tests = Path(__file__).parent
+    env = {**os.environ, "LSTMKIT_GEMM": "loops"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+         str(tests / "test_backends.py"), str(tests / "test_engine.py"),
+         "-k", "compiled or engine"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_bad_route_setting_is_refused() -> None:
+    env = {**os.environ, "LSTMKIT_GEMM": "fast"}
+    run = subprocess.run(
+        [sys.executable, "-c", "import lstmkit.backends.blas"], env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "LSTMKIT_GEMM must be 'auto', 'mkl' or 'loops', got 'fast'" in run.stderr

@@ -1,34 +1,35 @@
 """Matrix products callable from inside compiled (numba) loops, with weights prepared once.
 
 The ``compiled`` engine runs a whole layer-direction, GEMMs included, in one compiled call.
-Its loops call one C symbol per dtype, ``lstmkit_sgemm`` / ``lstmkit_dgemm``, with the
-signature of MKL's ``cblas_?gemm_compute``::
+Its loops call the products through C symbols with the signature of MKL's
+``cblas_?gemm_compute``::
 
     gemm(layout, trans_a, trans_b, M, N, K, A, lda, W, ldw, beta, C, ldc)
     C (M, N) = A (M, K) @ W (K, N) + beta * C          # row-major; A and C plain arrays
 
-where ``W`` is a *prepared* weight (:func:`prepared`). Which code the symbol runs is the
-**route**, fixed when this module is imported (the loops link against the symbol's name,
-so numba's on-disk cache stays valid whichever route a process takes):
+where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per call). Two routes:
 
-* ``"mkl-packed"``: MKL's packed GEMM from torch's own ``libtorch_cpu`` (x86 wheels
-  export ``cblas_sgemm_pack``/``cblas_sgemm_compute``): the weight is packed once into
-  MKL's internal panel layout, and every step's product reuses it. MKL threads the
-  product over torch's OpenMP threads (``torch.set_num_threads``); float32 only.
-* ``"loops"``: a compiled row-times-matrix loop of our own (a numba ``cfunc``,
-  vectorised along ``N``), single-threaded: every platform, float64 always (MKL's
-  packed GEMM has no exported double form), and float32 where MKL is missing.
+* ``MKL`` (``lstmkit_sgemm_mkl``): MKL's packed GEMM from torch's own ``libtorch_cpu``
+  (x86 wheels export ``cblas_sgemm_pack``/``cblas_sgemm_compute``): the weight is packed
+  once into MKL's panel layout and every step reuses it; float32 only.
+* ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
+  row-times-matrix loop of our own (a numba ``cfunc``, vectorised along ``N``): every
+  platform, float64 always.
 
-``LSTMKIT_GEMM=loops`` in the environment forces the portable route (``=mkl`` insists on
-MKL and fails loudly without it); :func:`route` says which route float32 runs.
+The loops link the symbols by name, so numba's on-disk cache stays valid in every
+process. Which route a float32 product of a given shape takes is **measured** the first
+time that shape is seen (:func:`choose`: both run on random data, in the threading the
+call will use, the faster wins): the libraries' speeds differ by CPU (MKL's kernels run at
+different fractions of peak on Intel and AMD), so no threshold is written down.
+``LSTMKIT_GEMM=loops`` forces the portable route, ``=mkl`` forces MKL (and fails loudly
+without it); :func:`route` describes what runs.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import threading
-import weakref
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,8 @@ def _mkl() -> ctypes.CDLL | None:
 
 
 def _choose() -> tuple[str, ctypes.CDLL | None]:
+    """What ``LSTMKIT_GEMM`` asks (``auto``, ``mkl`` or ``loops``; ``loops`` when MKL is
+    missing) and MKL's library."""
     asked = os.environ.get("LSTMKIT_GEMM", "auto")
     if asked not in ("auto", "mkl", "loops"):
         raise ValueError(f"LSTMKIT_GEMM must be 'auto', 'mkl' or 'loops', got {asked!r}")
@@ -108,26 +111,37 @@ def _choose() -> tuple[str, ctypes.CDLL | None]:
             "LSTMKIT_GEMM=mkl, but this torch build exports no MKL packed GEMM "
             "(cblas_sgemm_compute in libtorch_cpu); unset it to use the portable route"
         )
-    return ("mkl-packed" if lib is not None else "loops"), lib
+    return (asked if lib is not None else "loops"), lib
 
 
-_ROUTE, _LIB = _choose()
-if _LIB is not None:
-    _address = ctypes.cast(_LIB.cblas_sgemm_compute, ctypes.c_void_p).value
-    llvm.add_symbol("lstmkit_sgemm", _address)
-else:
-    llvm.add_symbol("lstmkit_sgemm", _sgemm_loops.address)
-llvm.add_symbol("lstmkit_dgemm", _dgemm_loops.address)
+_ASKED, _LIB = _choose()
+MKL, LOOPS = 0, 1  # route codes, as the loops take them
+_mkl_address = (
+    ctypes.cast(_LIB.cblas_sgemm_compute, ctypes.c_void_p).value
+    if _LIB is not None else _sgemm_loops.address  # never chosen without MKL
+)  # fmt: skip
+llvm.add_symbol("lstmkit_sgemm_mkl", _mkl_address)
+llvm.add_symbol("lstmkit_sgemm_loops", _sgemm_loops.address)
+llvm.add_symbol("lstmkit_dgemm_loops", _dgemm_loops.address)
 
 #: The symbols the compiled loops call (see the module docstring).
-sgemm = types.ExternalFunction("lstmkit_sgemm", SGEMM_SIGNATURE)
-dgemm = types.ExternalFunction("lstmkit_dgemm", DGEMM_SIGNATURE)
+sgemm_mkl = types.ExternalFunction("lstmkit_sgemm_mkl", SGEMM_SIGNATURE)
+sgemm_loops = types.ExternalFunction("lstmkit_sgemm_loops", SGEMM_SIGNATURE)
+dgemm_loops = types.ExternalFunction("lstmkit_dgemm_loops", DGEMM_SIGNATURE)
+
+
+def available() -> tuple[int, ...]:
+    """The route codes this process can run (``MKL`` only with torch's MKL library)."""
+    return (LOOPS,) if _LIB is None else (MKL, LOOPS)
 
 
 def route(dtype: torch.dtype = torch.float32) -> str:
-    """The route the compiled loops' products take for ``dtype``: ``"mkl-packed"`` or
-    ``"loops"`` (float64 is always ``"loops"``)."""
-    return _ROUTE if dtype == torch.float32 else "loops"
+    """What the compiled loops' products run on for ``dtype``: ``"loops"`` (float64,
+    forced, or no MKL), ``"mkl-packed"`` (forced), or ``"mkl-packed|loops (measured per
+    shape)"``."""
+    if dtype != torch.float32 or _ASKED == "loops":
+        return "loops"
+    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|loops (measured per shape)"
 
 
 def set_thread_products(threads: int) -> int:
@@ -138,11 +152,16 @@ def set_thread_products(threads: int) -> int:
     return _LIB.mkl_set_num_threads_local(ctypes.byref(ctypes.c_int(threads)))
 
 
-def _prepare(weight: Tensor, transpose: bool, rows: int) -> np.ndarray:
-    """``weight (N, K)`` as the route's ``W`` operand of ``A @ W``: ``weight^T`` (K, N)
-    when ``transpose`` (for ``x W^T``), else ``weight`` itself (for ``x W``)."""
+def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray:
+    """``weight (N, K)`` as route ``way``'s ``W`` operand of ``A @ W``: ``weight^T``
+    (K, N) when ``transpose`` (for ``x W^T``), else ``weight`` itself (for ``x W``).
+
+    Done once per call (for every step and thread of it), not cached across calls: a
+    cache keyed on the tensor's version misses writes through ``.data`` (gradcheck's
+    perturbations, some training code), and checking the values costs as much as
+    preparing them (one pass over the weight, well under 1% of a call)."""
     w = weight.detach().contiguous().numpy()
-    if route(weight.dtype) == "loops":
+    if way == LOOPS:
         return np.ascontiguousarray(w.T if transpose else w)
     n, k = (w.shape[0], w.shape[1]) if transpose else (w.shape[1], w.shape[0])
     size = _LIB.cblas_sgemm_pack_get_size(B_MATRIX, rows, n, k)
@@ -154,37 +173,48 @@ def _prepare(weight: Tensor, transpose: bool, rows: int) -> np.ndarray:
     return packed
 
 
-#: Prepared weights by parameter: id -> (weak reference, {(version, data pointer, rows,
-#: transpose): array}); an entry leaves with its tensor.
-_cache: dict[int, tuple[weakref.ref, dict[tuple, np.ndarray]]] = {}
-_lock = threading.Lock()
+#: The measured route by (rows, K, N, threads the product may use).
+_chosen: dict[tuple[int, int, int, int], int] = {}
 
 
-def _entries(weight: Tensor) -> dict[tuple, np.ndarray]:
-    """The prepared values cached for ``weight`` (created empty on first use)."""
-    key = id(weight)
-    with _lock:
-        held = _cache.get(key)
-        if held is None or held[0]() is not weight:
-            held = (weakref.ref(weight, lambda _, key=key: _cache.pop(key, None)), {})
-            _cache[key] = held
-    return held[1]
+def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool) -> int:
+    """The route for products ``(rows, k) @ (k, n)`` of ``dtype``; ``alone``: the
+    product runs single-threaded (a row range on its own thread), else on torch's
+    threads. Measured once per shape (a few milliseconds at most), then remembered."""
+    if dtype != torch.float32 or _ASKED == "loops":
+        return LOOPS
+    if _ASKED == "mkl":
+        return MKL
+    threads = 1 if alone else torch.get_num_threads()
+    key = (rows, k, n, threads)
+    way = _chosen.get(key)
+    if way is None:
+        way = _chosen[key] = _measure(rows, k, n, alone)
+    return way
 
 
-def prepared(weight: Tensor, transpose: bool, rows: int) -> np.ndarray:
-    """:func:`_prepare`, done once per weight value: cached for the tensor and rebuilt
-    when it changes (an in-place update bumps its ``_version``; ``load_state_dict`` and
-    optimizers write in place; ``.to()`` and parametrizations give a new tensor). A
-    weight that is not a leaf (a parametrization's output) is prepared per call."""
-    if not weight.is_leaf:
-        return _prepare(weight, transpose, rows)
-    entries = _entries(weight)
-    key = (weight._version, weight.data_ptr(), rows, transpose)
-    got = entries.get(key)
-    if got is None:
-        got = _prepare(weight, transpose, rows)
-        with _lock:
-            for old in [k for k in entries if k[:2] != key[:2]]:  # the weight changed
-                del entries[old]
-            entries[key] = got
-    return got
+def _measure(rows: int, k: int, n: int, alone: bool) -> int:
+    """Time both routes on random data (best of 3 after a warm-up) and pick the faster."""
+    from .loops import products  # the compiled side; imported on first measure
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, k, generator=g).numpy()
+    w = torch.randn(n, k, generator=g)
+    c = np.empty((rows, n), np.float32)
+    reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
+    previous = set_thread_products(1) if alone else None
+    try:
+        best = []
+        for way in (MKL, LOOPS):
+            prepared_w = prepared(w, True, rows, way)
+            products(a, prepared_w, c, way, 1)  # warm-up (and compile)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                products(a, prepared_w, c, way, reps)
+                times.append(time.perf_counter() - start)
+            best.append(min(times))
+    finally:
+        if previous is not None:
+            set_thread_products(previous)
+    return MKL if best[0] <= best[1] else LOOPS

@@ -4,7 +4,7 @@ One engine for every batch size: each of the two time loops of a layer-direction
 compiled call (:mod:`.loops`), the per-step matrix products included (through
 :mod:`.blas`: MKL's packed GEMM from torch's own library where it exports it, else a
 compiled loop), so nothing runs in Python or torch per step. Weights are prepared (packed
-or transposed) once per value and reused by forward and backward until they change.
+or transposed) once per call, for all its steps and threads.
 
 The cell options go to the kernels as arrays (all empty when off): the peepholes
 ``(3, H)``, the two clip limits and buffers where the clips record what they clamped,
@@ -115,7 +115,7 @@ def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, 
 
 class NumbaEngine:
     """The two time loops of :class:`.bptt.Recurrence`, each one compiled call
-    (:mod:`.loops`) with the weights prepared once per value (:func:`.blas.prepared`)."""
+    (:mod:`.loops`) with the weights prepared once per call (:func:`.blas.prepared`)."""
 
     def forward(
         self,
@@ -193,17 +193,19 @@ def _workers(count: int) -> ThreadPoolExecutor:
 
 
 def _on_rows(
-    kernel: Callable[..., None], rows: int, weights: Callable[[int], tuple], *args: object
+    kernel: Callable[..., None], rows: int, weights: Callable[[int, bool], tuple],
+    *args: object,
 ) -> None:
     """Run a time loop over all ``rows``: rows are independent sequences, so each thread
     runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step);
     in each, the products run single-threaded. One range runs here, in the caller.
-    ``weights(m)`` gives the prepared weights for ranges of ``m`` rows."""
+    ``weights(m, alone)`` gives the prepared weights and their route for ranges of ``m``
+    rows (``alone``: each on its own thread)."""
     ranges = row_ranges(rows)
     if len(ranges) == 1:
-        kernel(*args, *weights(rows), 0, rows)
+        kernel(*args, *weights(rows, False), 0, rows)
         return
-    calls = [(*args, *weights(hi - lo), lo, hi) for lo, hi in ranges]
+    calls = [(*args, *weights(hi - lo, True), lo, hi) for lo, hi in ranges]
     futures = [_workers(len(calls) - 1).submit(kernel, *call) for call in calls[1:]]
     previous = blas.set_thread_products(1)
     try:
@@ -216,13 +218,16 @@ def _on_rows(
 
 def _weights(
     w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype
-) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
-    """The prepared ``(W_hh, W_hr)`` for ``m`` rows (:func:`.blas.prepared`; transposed
-    for the forward's ``x W^T``); an empty marker for ``W_hr`` without projection."""
+) -> Callable[[int, bool], tuple[np.ndarray, np.ndarray, int]]:
+    """For ``m`` rows (``alone``: on a thread of their own), the route of the recurrent
+    product (:func:`.blas.choose`) and ``(W_hh, W_hr)`` prepared for it (transposed for
+    the forward's ``x W^T``); an empty marker for ``W_hr`` without projection."""
+    k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
 
-    def for_rows(m: int) -> tuple[np.ndarray, np.ndarray]:
-        hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m)
-        return blas.prepared(w_hh, transpose, m), hr
+    def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        way = blas.choose(dtype, m, k, n, alone)
+        hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
+        return blas.prepared(w_hh, transpose, m, way), hr, way
 
     return for_rows
 

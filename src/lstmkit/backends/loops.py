@@ -31,19 +31,37 @@ from . import blas
 from .kernels import FASTMATH, backward_row, forward_row
 
 
-def gemm(a, w, c, n, beta):
-    """``c (M, n) = a (M, K) @ w + beta * c`` for a prepared ``w`` (:func:`.blas.prepared`)."""
+def gemm(a, w, c, n, way):
+    """``c (M, n) = a (M, K) @ w`` for ``w`` prepared for route ``way`` (:mod:`.blas`)."""
 
 
 @overload(gemm, inline="always")
-def _gemm(a, w, c, n, beta):
-    fn = blas.sgemm if a.dtype == types.float32 else blas.dgemm
+def _gemm(a, w, c, n, way):
+    args = (blas.ROW_MAJOR, blas.NO_TRANS, blas.PACKED)
+    if a.dtype == types.float64:
 
-    def impl(a, w, c, n, beta):
-        fn(blas.ROW_MAJOR, blas.NO_TRANS, blas.PACKED, a.shape[0], n, a.shape[1], a.ctypes,
-           a.shape[1], w.ctypes, n, beta, c.ctypes, c.shape[1])  # fmt: skip
+        def impl64(a, w, c, n, way):
+            blas.dgemm_loops(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes,
+                             n, 0.0, c.ctypes, c.shape[1])  # fmt: skip
+
+        return impl64
+
+    def impl(a, w, c, n, way):
+        if way == 0:  # blas.MKL
+            blas.sgemm_mkl(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes, n,
+                           0.0, c.ctypes, c.shape[1])  # fmt: skip
+        else:
+            blas.sgemm_loops(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes,
+                             n, 0.0, c.ctypes, c.shape[1])  # fmt: skip
 
     return impl
+
+
+@njit(cache=True, nogil=True)
+def products(a, w, c, way, reps):
+    """``reps`` times ``c = a @ w`` on route ``way`` (what :func:`.blas.choose` times)."""
+    for _ in range(reps):
+        gemm(a, w, c, c.shape[1], way)
 
 
 @njit(inline="always")
@@ -63,12 +81,13 @@ def _mask_row(masks, s, b, off):
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def forward(
     xg, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks, cmasks, rmask, kinds,
-    norm, zoneout, w_hh, w_hr, first, last,
+    norm, zoneout, w_hh, w_hr, way, first, last,
 ):  # fmt: skip
     """The forward time loop over rows ``first:last`` (rows are independent sequences:
     disjoint ranges can run at once on different threads). ``cs``, ``hs`` hold c0, h0 in
     slot T (reverse) or 0 on entry. ``w_hh``: ``W_hh^T`` prepared for ``last - first``
-    rows; ``w_hr``: ``W_hr^T`` prepared, or empty without projection; ``valid``: (T, B)
+    rows on route ``way``; ``w_hr``: ``W_hr^T`` prepared, or empty without projection;
+    ``valid``: (T, B)
     or (0, 0) when every sequence has length T; ``rmask``: the recurrent-dropout mask
     (B, P) or (0, 0); ``norm`` = (g_hh, g_c, beta_c, rec_hat, rec_rstd, c_hat, c_rstd);
     ``zoneout`` = (keep_h (T, B, P), keep_c (T, B, H), c_new); each empty when off.
@@ -90,9 +109,9 @@ def forward(
         if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h_{t-1}
             for r in range(B):
                 h_in[r] = hs[prev, first + r] * rmask[first + r]
-            gemm(h_in, w_hh, hw, G, 0.0)
+            gemm(h_in, w_hh, hw, G, way)
         else:
-            gemm(hs[prev, first:last], w_hh, hw, G, 0.0)
+            gemm(hs[prev, first:last], w_hh, hw, G, way)
         for r in range(B):
             b = first + r
             if masked and not valid[t, b]:  # an ended sequence keeps its state
@@ -113,7 +132,7 @@ def forward(
                         _mask_row(cmasks, s, b, off_mask), kinds,
                         _norm_row(norm, s, b, off))  # fmt: skip
         if project:
-            gemm(ms[s, first:last], w_hr, h_proj, P, 0.0)
+            gemm(ms[s, first:last], w_hr, h_proj, P, way)
         if project or zoned:
             for r in range(B):
                 b = first + r
@@ -137,7 +156,7 @@ def _lerp_row(new, old, keep):
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def backward(
     dys, dcs, dh, dc, valid, reverse, acts, cs, tanh_cs, dgates, dhs, peep, gmasks, cmasks,
-    rmask, kinds, norm, zoneout, drec, dnorm_c, w_hh, w_hr, first, last,
+    rmask, kinds, norm, zoneout, drec, dnorm_c, w_hh, w_hr, way, first, last,
 ):  # fmt: skip
     """The backward time loop over rows ``first:last``; ``dh``, ``dc`` enter as
     dL/dh_n, dL/dc_n and leave as dL/dh_0, dL/dc_0. ``dcs``: dL/dc_t (T, B, H), or
@@ -181,7 +200,7 @@ def backward(
             if project:
                 dhs[t, b] = dh_in[r]
         if project:
-            gemm(dh_in, w_hr, dm, H, 0.0)
+            gemm(dh_in, w_hr, dm, H, way)
         for r in range(B):
             b = first + r
             if masked and not valid[t, b]:
@@ -191,7 +210,7 @@ def backward(
                          _mask_row(cmasks, t, b, off_mask), kinds, _norm_row(norm, t, b, off),
                          drec[t, b] if norm_on else off,
                          dnorm_c[t, b] if norm_on else off)  # fmt: skip
-        gemm(drec[t, first:last] if norm_on else dgates[t, first:last], w_hh, dh_new, P, 0.0)
+        gemm(drec[t, first:last] if norm_on else dgates[t, first:last], w_hh, dh_new, P, way)
         for r in range(B):
             b = first + r
             if masked and not valid[t, b]:

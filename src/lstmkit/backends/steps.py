@@ -1,7 +1,6 @@
-"""The plumbing around one cell step, shared by the engines that loop step by step in
-Python (``fused``, and ``compiled`` above its whole-sequence batch size): the recurrent
-and projection GEMMs, carrying ended sequences' state, and the mirror of both in the
-backward. The engines supply only the cell itself (torch ops or a compiled kernel).
+"""The plumbing around one cell step for an engine that loops step by step in Python
+(``fused``): the recurrent and projection GEMMs, carrying ended sequences' state, and the
+mirror of both in the backward. The engine supplies only the cell itself.
 """
 
 from __future__ import annotations

@@ -7,22 +7,24 @@ Its loops call the products through C symbols with the signature of MKL's
     gemm(layout, trans_a, trans_b, M, N, K, A, lda, W, ldw, beta, C, ldc)
     C (M, N) = A (M, K) @ W (K, N) + beta * C          # row-major; A and C plain arrays
 
-where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per call). Two routes:
+where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per call). Routes:
 
 * ``MKL`` (``lstmkit_sgemm_mkl``): MKL's packed GEMM from torch's own ``libtorch_cpu``
   (x86 wheels export ``cblas_sgemm_pack``/``cblas_sgemm_compute``): the weight is packed
   once into MKL's panel layout and every step reuses it; float32 only.
+* ``PANELS`` (``lstmkit_sblock``, driven by :func:`.loops.panel_product`): our own
+  register-blocked kernel (:mod:`.panels`, LLVM IR compiled for the host CPU) over the
+  weight cut into 32-column panels; float32, every platform.
 * ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
-  row-times-matrix loop of our own (a numba ``cfunc``, vectorised along ``N``): every
-  platform, float64 always.
+  row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64.
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first
 time that shape is seen (:func:`choose`: both run on random data, in the threading the
 call will use, the faster wins): the libraries' speeds differ by CPU (MKL's kernels run at
 different fractions of peak on Intel and AMD), so no threshold is written down.
-``LSTMKIT_GEMM=loops`` forces the portable route, ``=mkl`` forces MKL (and fails loudly
-without it); :func:`route` describes what runs.
+``LSTMKIT_GEMM=loops`` forces our own kernels (no MKL), ``=mkl`` forces MKL (and fails
+loudly without it); :func:`route` describes what runs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import torch
 from llvmlite import binding as llvm
 from numba import carray, cfunc, types
 from torch import Tensor
+
+from . import panels
 
 ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
 
@@ -115,7 +119,7 @@ def _choose() -> tuple[str, ctypes.CDLL | None]:
 
 
 _ASKED, _LIB = _choose()
-MKL, LOOPS = 0, 1  # route codes, as the loops take them
+MKL, LOOPS, PANELS = 0, 1, 2  # route codes, as the loops take them
 _mkl_address = (
     ctypes.cast(_LIB.cblas_sgemm_compute, ctypes.c_void_p).value
     if _LIB is not None else _sgemm_loops.address  # never chosen without MKL
@@ -123,25 +127,33 @@ _mkl_address = (
 llvm.add_symbol("lstmkit_sgemm_mkl", _mkl_address)
 llvm.add_symbol("lstmkit_sgemm_loops", _sgemm_loops.address)
 llvm.add_symbol("lstmkit_dgemm_loops", _dgemm_loops.address)
+_block_engine, _block_address = panels.compile_block()  # the engine must stay alive
+llvm.add_symbol(panels.SYMBOL, _block_address)
 
 #: The symbols the compiled loops call (see the module docstring).
 sgemm_mkl = types.ExternalFunction("lstmkit_sgemm_mkl", SGEMM_SIGNATURE)
 sgemm_loops = types.ExternalFunction("lstmkit_sgemm_loops", SGEMM_SIGNATURE)
 dgemm_loops = types.ExternalFunction("lstmkit_dgemm_loops", DGEMM_SIGNATURE)
+_fp, _i64 = types.CPointer(types.float32), types.int64
+sblock = types.ExternalFunction(
+    panels.SYMBOL, types.void(_fp, _i64, _fp, _i64, _fp, _i64, _i64)
+)  # fmt: skip
 
 
 def available() -> tuple[int, ...]:
-    """The route codes this process can run (``MKL`` only with torch's MKL library)."""
-    return (LOOPS,) if _LIB is None else (MKL, LOOPS)
+    """The float32 route codes this process can run (``MKL`` only with torch's MKL)."""
+    return (LOOPS, PANELS) if _LIB is None else (MKL, LOOPS, PANELS)
 
 
 def route(dtype: torch.dtype = torch.float32) -> str:
-    """What the compiled loops' products run on for ``dtype``: ``"loops"`` (float64,
-    forced, or no MKL), ``"mkl-packed"`` (forced), or ``"mkl-packed|loops (measured per
-    shape)"``."""
-    if dtype != torch.float32 or _ASKED == "loops":
+    """What the compiled loops' products run on for ``dtype``: ``"loops"`` (float64),
+    ``"panels"`` (float32 forced or without MKL), ``"mkl-packed"`` (forced), or
+    ``"mkl-packed|panels (measured per shape)"``."""
+    if dtype != torch.float32:
         return "loops"
-    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|loops (measured per shape)"
+    if _ASKED == "loops":
+        return "panels"
+    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|panels (measured per shape)"
 
 
 def set_thread_products(threads: int) -> int:
@@ -161,6 +173,14 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     perturbations, some training code), and checking the values costs as much as
     preparing them (one pass over the weight, well under 1% of a call)."""
     w = weight.detach().contiguous().numpy()
+    if way == PANELS:  # (K, N) cut into 32-column panels, zero-padded: (panels * K, 32)
+        op = w.T if transpose else w
+        k, n = op.shape
+        count = -(-n // panels.COLUMNS)
+        padded = np.zeros((k, count * panels.COLUMNS), np.float32)
+        padded[:, :n] = op
+        cut = padded.reshape(k, count, panels.COLUMNS).transpose(1, 0, 2)
+        return np.ascontiguousarray(cut).reshape(count * k, panels.COLUMNS)
     if way == LOOPS:
         return np.ascontiguousarray(w.T if transpose else w)
     n, k = (w.shape[0], w.shape[1]) if transpose else (w.shape[1], w.shape[0])
@@ -181,10 +201,10 @@ def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool) -> int:
     """The route for products ``(rows, k) @ (k, n)`` of ``dtype``; ``alone``: the
     product runs single-threaded (a row range on its own thread), else on torch's
     threads. Measured once per shape (a few milliseconds at most), then remembered."""
-    if dtype != torch.float32 or _ASKED == "loops":
+    if dtype != torch.float32:
         return LOOPS
-    if _ASKED == "mkl":
-        return MKL
+    if _ASKED != "auto":
+        return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
     key = (rows, k, n, threads)
     way = _chosen.get(key)
@@ -205,7 +225,7 @@ def _measure(rows: int, k: int, n: int, alone: bool) -> int:
     previous = set_thread_products(1) if alone else None
     try:
         best = []
-        for way in (MKL, LOOPS):
+        for way in (MKL, PANELS):
             prepared_w = prepared(w, True, rows, way)
             products(a, prepared_w, c, way, 1)  # warm-up (and compile)
             times = []
@@ -217,4 +237,4 @@ def _measure(rows: int, k: int, n: int, alone: bool) -> int:
     finally:
         if previous is not None:
             set_thread_products(previous)
-    return MKL if best[0] <= best[1] else LOOPS
+    return MKL if best[0] <= best[1] else PANELS

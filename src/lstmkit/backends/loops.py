@@ -50,11 +50,42 @@ def _gemm(a, w, c, n, way):
         if way == 0:  # blas.MKL
             blas.sgemm_mkl(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes, n,
                            0.0, c.ctypes, c.shape[1])  # fmt: skip
+        elif way == 2:  # blas.PANELS
+            panel_product(a, w, c, n)
         else:
             blas.sgemm_loops(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes,
                              n, 0.0, c.ctypes, c.shape[1])  # fmt: skip
 
     return impl
+
+
+@njit(inline="always")
+def panel_product(a, wp, c, n):
+    """``c[:, :n] = a @ W`` with ``W`` prepared as 32-column panels ``wp (panels * K,
+    32)`` (:func:`.blas.prepared`), 4 x 32 blocks at a time (:mod:`.panels`); the last
+    rows and columns go through a zero-padded scratch block."""
+    M, K = a.shape
+    ldc = c.shape[1]
+    full = M - M % 4
+    block = np.empty((4, 32), np.float32)
+    tail = np.zeros((4, K), np.float32)
+    for r in range(full, M):
+        tail[r - full] = a[r]
+    for p in range(wp.shape[0] // K):
+        n0 = p * 32
+        width = min(32, n - n0)
+        panel = wp[p * K : (p + 1) * K]
+        for i in range(0, full, 4):
+            if width == 32:
+                blas.sblock(a[i:].ctypes, K, panel.ctypes, 32, c[i:, n0:].ctypes, ldc, K)
+            else:
+                blas.sblock(a[i:].ctypes, K, panel.ctypes, 32, block.ctypes, 32, K)
+                for r in range(4):
+                    c[i + r, n0 : n0 + width] = block[r, :width]
+        if full < M:
+            blas.sblock(tail.ctypes, K, panel.ctypes, 32, block.ctypes, 32, K)
+            for r in range(M - full):
+                c[full + r, n0 : n0 + width] = block[r, :width]
 
 
 @njit(cache=True, nogil=True)

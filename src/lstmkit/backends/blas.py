@@ -16,7 +16,8 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
   register-blocked kernel (:mod:`.panels`, LLVM IR compiled for the host CPU) over the
   weight cut into 32-column panels; float32, every platform.
 * ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
-  row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64.
+  row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64, and
+  float32 where it measures fastest (a single row).
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first
@@ -193,6 +194,9 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     return packed
 
 
+#: The float32 routes :func:`choose` measures (with MKL; without it, PANELS is chosen).
+_CANDIDATES = (MKL, PANELS, LOOPS)
+
 #: The measured route by (rows, K, N, threads the product may use).
 _chosen: dict[tuple[int, int, int, int], int] = {}
 
@@ -203,7 +207,7 @@ def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool) -> int:
     threads. Measured once per shape (a few milliseconds at most), then remembered."""
     if dtype != torch.float32:
         return LOOPS
-    if _ASKED != "auto":
+    if _ASKED != "auto":  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
     key = (rows, k, n, threads)
@@ -225,7 +229,7 @@ def _measure(rows: int, k: int, n: int, alone: bool) -> int:
     previous = set_thread_products(1) if alone else None
     try:
         best = []
-        for way in (MKL, PANELS):
+        for way in _CANDIDATES:
             prepared_w = prepared(w, True, rows, way)
             products(a, prepared_w, c, way, 1)  # warm-up (and compile)
             times = []
@@ -237,4 +241,4 @@ def _measure(rows: int, k: int, n: int, alone: bool) -> int:
     finally:
         if previous is not None:
             set_thread_products(previous)
-    return MKL if best[0] <= best[1] else PANELS
+    return _CANDIDATES[best.index(min(best))]

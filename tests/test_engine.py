@@ -193,3 +193,4 @@ def test_both_product_routes_agree_with_numpy() -> None:
             np.testing.assert_allclose(c, a @ w.numpy().T, rtol=1e-5, atol=1e-5)
         assert blas.choose(torch.float32, rows, k, n, alone=True) in blas.available()
     assert blas.choose(torch.float64, 4, 8, 8, alone=False) == blas.LOOPS
+

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,7 @@ class NumbaEngine:
 MIN_ROWS_PER_THREAD = 8
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
@@ -182,13 +184,15 @@ def row_ranges(rows: int) -> list[tuple[int, int]]:
 
 def _workers(count: int) -> ThreadPoolExecutor:
     """The shared worker threads (at least ``count``), each running its products on
-    itself alone (no nested OpenMP team)."""
-    global _pool
+    itself alone (no nested OpenMP team). A forked child gets its own: threads do not
+    survive ``fork``, and the parent's pool would never run its work."""
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None or _pool._max_workers < count:
+        if _pool is None or _pool._max_workers < count or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(
                 count, "lstmkit", initializer=lambda: blas.set_thread_products(1)
             )
+            _pool_pid = os.getpid()
         return _pool
 
 

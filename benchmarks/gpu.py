@@ -22,7 +22,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 if "--smoke" in sys.argv:  # before triton is first imported: kernels run interpreted
     os.environ["TRITON_INTERPRET"] = "1"
@@ -31,29 +30,12 @@ import torch
 from torch import nn
 
 import lstmkit
-
-
-@dataclass(frozen=True)
-class Shape:
-    name: str
-    T: int
-    B: int
-    I: int
-    H: int
-    L: int = 1
-    bidirectional: bool = False
-
-    def label(self) -> str:
-        bi = " bi" if self.bidirectional else ""
-        return f"{self.name} ({self.T},{self.B},{self.I},{self.H},{self.L}{bi})"
-
+from lstmkit.bench import shapes
+from lstmkit.bench.shapes import Shape
 
 SHAPES = (
-    Shape("S2", 25, 16, 1024, 128, 2),
-    Shape("S4", 100, 32, 256, 256, 2),
-    Shape("S5", 200, 64, 512, 512, 1),
-    Shape("S6", 100, 32, 256, 256, 2, bidirectional=True),
-    Shape("B1", 1000, 1, 256, 256, 1),
+    *shapes.find("S2,S4,S5,S6"),
+    Shape("B1", 1000, 1, 256, 256, 1, what="streaming, H=256"),
 )
 SMOKE_SHAPES = (Shape("tiny", 3, 2, 4, 16, 2, bidirectional=True),)
 

@@ -196,9 +196,14 @@ def test_16_bit_dtypes(dtype: torch.dtype, case: str) -> None:
 
 
 def _lstm_pair(**kwargs: object) -> tuple[lstmkit.LSTM, lstmkit.LSTM]:
-    ref = lstmkit.LSTM(3, 6, backend="reference", dtype=torch.float64, **kwargs)
+    """A float64 reference and a float32 triton module holding the same (float32-rounded)
+    weights, drawn from a fixed seed so the result does not depend on the test order."""
+    with torch.random.fork_rng():
+        torch.manual_seed(11)
+        ref = lstmkit.LSTM(3, 6, backend="reference", dtype=torch.float64, **kwargs)
     ours = lstmkit.LSTM(3, 6, backend="triton", device=DEVICE, **kwargs)
     ours.load_state_dict(ref.state_dict())
+    ref.load_state_dict(ours.state_dict())  # the reference sees the rounded weights too
     return ref, ours
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .onnx_operator import OPSET, TORCH_TO_ONNX_GATES, activation_attributes
+from .onnx_operator import OPSET, onnx_gate_order, operator_attributes
 
 if TYPE_CHECKING:
     from .functional import LayerWeights
@@ -54,12 +54,6 @@ def refuse(beyond: Sequence[str]) -> None:
     )
 
 
-def _onnx_gates(t: Tensor) -> Tensor:
-    """The 4H axis (dim 0) of a torch LSTM weight or bias in the operator's gate order."""
-    chunks = t.chunk(4, dim=0)
-    return torch.cat([chunks[k] for k in TORCH_TO_ONNX_GATES])
-
-
 def layer(
     x: Tensor,
     h0: Tensor,
@@ -76,22 +70,18 @@ def layer(
     (what the TorchScript exporter's trace sees as the node's values)."""
     D = len(weights)
     T, B, H = x.shape[0], x.shape[1], c0.shape[2]
-    W = torch.stack([_onnx_gates(w.weight_ih) for w in weights])  # (D, 4H, I)
-    R = torch.stack([_onnx_gates(w.weight_hh) for w in weights])  # (D, 4H, H)
+    W = torch.stack([onnx_gate_order(w.weight_ih) for w in weights])  # (D, 4H, I)
+    R = torch.stack([onnx_gate_order(w.weight_hh) for w in weights])  # (D, 4H, H)
     bias = None
     if weights[0].bias_ih is not None:
         bias = torch.stack(
-            [torch.cat([_onnx_gates(w.bias_ih), _onnx_gates(w.bias_hh)]) for w in weights]
+            [torch.cat([onnx_gate_order(w.bias_ih), onnx_gate_order(w.bias_hh)]) for w in weights]
         )  # (D, 8H)
     peep = None
     if weights[0].weight_ci is not None:  # (D, 3H), the operator's order i, o, f
         peep = torch.stack([torch.cat([w.weight_ci, w.weight_co, w.weight_cf]) for w in weights])
     lens = None if lengths is None else lengths.to(torch.int32)
-    attrs: dict[str, Any] = {"hidden_size": H,
-                             "direction": "bidirectional" if D == 2 else "forward"}  # fmt: skip
-    if gate_clip is not None:
-        attrs["clip"] = float(gate_clip)
-    attrs |= activation_attributes(activation, recurrent_activation, D)
+    attrs = operator_attributes(H, D, gate_clip, activation, recurrent_activation)
     inputs = (x, W, R, bias, lens, h0, c0, peep)
     if torch.jit.is_tracing():  # the TorchScript exporter
         y, h_n, c_n = _lstm_node(inputs, attrs, lambda: _as_operator(*compute(), D))

@@ -6,7 +6,7 @@ Per-step recurrent product ``h (B, P) x W_hh^T (P, 4H)`` for the benchmark shape
 sizes, and the input projection ``x (T*B, I) x W_ih^T`` for the large ones: MKL
 ``addmm``/``mm`` into a preallocated output, ``F.linear``, oneDNN's linear with the
 weight reordered once (``torch.ops.mkldnn._linear_pointwise``), and MKL's packed GEMM
-(``torch.ops.mkl._mkl_linear``). lstmkit's ``backends/gemm.py`` picks from these.
+(``torch.ops.mkl._mkl_linear``). lstmkit's ``lstmkit/gemm.py`` picks from these.
 """
 
 from __future__ import annotations

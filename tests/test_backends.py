@@ -12,8 +12,9 @@ import torch
 from torch import Tensor
 
 import lstmkit
-from lstmkit import backends
-from lstmkit.backends import BACKENDS, compiled, gemm, select
+from lstmkit import backends, gemm
+from lstmkit.backends import BACKENDS, compiled, select
+from lstmkit.backends.numba import engine
 from lstmkit.bench.shapes import SHAPES, Shape
 
 
@@ -81,7 +82,8 @@ def test_explicit_backend_that_cannot_serve_raises() -> None:
 
 
 def test_without_numba_compiled_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compiled, "kernels", None)
+    monkeypatch.setattr(engine, "AVAILABLE", False)  # as without numba
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
     monkeypatch.setattr(backends, "_warned_no_numba", False)
     with pytest.raises(
         NotImplementedError, match=r"numba cannot be imported .*pip install 'numba>=0.59'"
@@ -107,13 +109,13 @@ def test_rational_activations_accuracy() -> None:
     """The float32 kernels' tanh and sigmoid against float64, over every regime."""
     from numba import njit
 
-    from lstmkit.backends import kernels
+    from lstmkit.backends.numba import numerics
 
     @njit
     def apply(x, t, s):
         for j in range(x.shape[0]):
-            t[j] = kernels.tanh(x[j])
-            s[j] = kernels.sigmoid(x[j])
+            t[j] = numerics.tanh(x[j])
+            s[j] = numerics.sigmoid(x[j])
 
     x = np.concatenate([np.linspace(-40, 40, 400_001), np.geomspace(1e-8, 1, 10_001)])
     x = np.concatenate([x, -x]).astype(np.float32)

@@ -96,8 +96,10 @@ def test_bench_skips_what_this_machine_lacks_and_says_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lstmkit.backends import compiled
+    from lstmkit.backends.numba import engine
 
-    monkeypatch.setattr(compiled, "kernels", None)  # as without numba
+    monkeypatch.setattr(engine, "AVAILABLE", False)  # as without numba
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,

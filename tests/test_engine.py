@@ -16,8 +16,9 @@ import torch
 
 import lstmkit
 from lstmkit.backends import compiled
+from lstmkit.backends.numba import engine
 
-pytestmark = pytest.mark.skipif(compiled.kernels is None, reason="numba is not installed")
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba is not installed")
 
 
 def _pair(**kwargs: object) -> tuple[lstmkit.LSTM, lstmkit.LSTM]:
@@ -97,7 +98,7 @@ def test_prepared_weights_follow_every_change() -> None:
 def test_rows_split_across_threads_give_the_same_result() -> None:
     """B = 2 * MIN_ROWS_PER_THREAD + 1 runs in two row ranges on two threads and in one
     range on one thread: the same numbers (forward and every gradient)."""
-    B = 2 * compiled.MIN_ROWS_PER_THREAD + 1
+    B = 2 * engine.MIN_ROWS_PER_THREAD + 1
     torch.manual_seed(3)
     lstm = lstmkit.LSTM(5, 16, num_layers=2, bidirectional=True, backend="compiled")
     x = torch.randn(9, B, 5)
@@ -107,7 +108,7 @@ def test_rows_split_across_threads_give_the_same_result() -> None:
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            assert len(compiled.row_ranges(B)) == threads
+            assert len(engine.row_ranges(B)) == threads
             xi = x.clone().requires_grad_()
             out, (h, c) = lstm(xi, lengths=lengths)
             grads = torch.autograd.grad((out.sin().sum() + h.sum() + c.sum()),
@@ -121,7 +122,7 @@ def test_rows_split_across_threads_give_the_same_result() -> None:
 
 def test_two_python_threads_share_one_module() -> None:
     ref, ours = _pair(num_layers=2)
-    inputs = [torch.randn(8, 2 * compiled.MIN_ROWS_PER_THREAD, 5, dtype=torch.float64)
+    inputs = [torch.randn(8, 2 * engine.MIN_ROWS_PER_THREAD, 5, dtype=torch.float64)
               for _ in range(4)]  # fmt: skip
     expected = [ref(x)[0] for x in inputs]
     got: dict[int, torch.Tensor] = {}
@@ -169,7 +170,7 @@ def test_portable_route_passes_the_backend_tests() -> None:
 def test_bad_route_setting_is_refused() -> None:
     env = {**os.environ, "LSTMKIT_GEMM": "fast"}
     run = subprocess.run(
-        [sys.executable, "-c", "import lstmkit.backends.blas"], env=env, capture_output=True,
+        [sys.executable, "-c", "import lstmkit.backends.numba.blas"], env=env, capture_output=True,
         text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode != 0
@@ -181,7 +182,7 @@ def test_both_product_routes_agree_with_numpy() -> None:
     buffer, a projection), against numpy."""
     import numpy as np
 
-    from lstmkit.backends import blas, loops
+    from lstmkit.backends.numba import blas, loops
 
     g = torch.Generator().manual_seed(5)
     for rows, k, n in ((1, 64, 256), (5, 24, 96), (16, 40, 8), (8, 3, 70)):

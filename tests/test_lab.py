@@ -39,7 +39,7 @@ def test_lab_says_which_backend_ran_and_numbers_its_sections_once() -> None:
 
     lines: list[str] = []
     run_lab(seed=1, write=lines.append)
-    fastest = "compiled" if compiled.kernels is not None else "fused"
+    fastest = "compiled" if compiled.AVAILABLE else "fused"
     assert engine("auto", 5, 4, 64) == fastest and engine("auto", 1, 4, 64) == "reference"
     assert lines[0].startswith(f"lstmkit backend: auto, which runs {fastest!r} ")
     assert "'reference' for one step at a time" in lines[0]
@@ -58,8 +58,10 @@ def test_cli_lab_refuses_a_backend_that_cannot_run(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lstmkit.backends import compiled
+    from lstmkit.backends.numba import engine
 
-    monkeypatch.setattr(compiled, "kernels", None)  # as without numba
+    monkeypatch.setattr(engine, "AVAILABLE", False)  # as without numba
+    monkeypatch.setattr(compiled, "AVAILABLE", False)
     assert main(["lab", "--backend", "compiled"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "lstmkit lab: error: argument --backend:" in err and "numba" in err

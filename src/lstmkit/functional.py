@@ -26,8 +26,8 @@ from torch import Tensor
 
 from . import _onnx_trace, backends
 from .backends.contract import CellOptions
-from .backends.gemm import linear
 from .cell import layer_normalized
+from .gemm import linear
 from .onnx_operator import beyond_operator
 
 

@@ -123,7 +123,7 @@ def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrenc
                 continue
             chosen = BACKENDS[name]
             if chosen.unsupported(xg) is None and chosen.options.issuperset(options):
-                if name != "compiled" and compiled.kernels is None and xg.device.type == "cpu":
+                if name != "compiled" and not compiled.AVAILABLE and xg.device.type == "cpu":
                     _warn_no_numba()
                 return _traced(name)
         return BACKENDS["reference"].run

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..gemm import StepGemm
 from .bptt import Buffers
-from .gemm import StepGemm
 
 
 class ForwardSteps:

@@ -6,14 +6,14 @@ Shapes (``T`` steps, ``B`` rows, ``H`` hidden, ``G = 4H``, ``P`` width of h)::
 
     forward, step t (all rows at once, then row by row)
       hw   (B, G) = h_{t-1} W_hh^T                 one GEMM: gemm(h, W_hh^T prepared)
-      row b: forward_row(hw[b], xg[t, b], ...)      gates, c_t, act(c_t), m_t (kernels.py)
+      row b: forward_row(hw[b], xg[t, b], ...)      gates, c_t, act(c_t), m_t (rows.py)
       h_t  (B, P) = m_t W_hr^T                      one GEMM when projecting
       row b: zoneout mixes in (h, c)_{t-1}; an ended sequence keeps its state
 
     backward, step t (mirrors it)
       row b: dh_in = dh + dy_t (less zoneout's kept share)
       dm   (B, H) = dh_in W_hr                      one GEMM when projecting
-      row b: backward_row(dm[b], dc[b], ...)        dgates_t, dc_{t-1} (kernels.py)
+      row b: backward_row(dm[b], dc[b], ...)        dgates_t, dc_{t-1} (rows.py)
       dh   (B, P) = dgates_t W_hh                   one GEMM (of drec_t with layer norm)
 
 Buffers that only the backward reads (gates, ``act(c)``, ...) have ``T`` steps when a
@@ -28,7 +28,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import blas
-from .kernels import FASTMATH, backward_row, forward_row
+from .numerics import FASTMATH
+from .rows import backward_row, forward_row
 
 
 def gemm(a, w, c, n, way):
@@ -122,7 +123,7 @@ def forward(
     or (0, 0) when every sequence has length T; ``rmask``: the recurrent-dropout mask
     (B, P) or (0, 0); ``norm`` = (g_hh, g_c, beta_c, rec_hat, rec_rstd, c_hat, c_rstd);
     ``zoneout`` = (keep_h (T, B, P), keep_c (T, B, H), c_new); each empty when off.
-    See :func:`.kernels.forward_row`."""
+    See :func:`.rows.forward_row`."""
     T, G, P = xg.shape[0], xg.shape[2], hs.shape[2]
     B = last - first
     kept = acts.shape[0] == T  # T steps of backward buffers, or one reused
@@ -195,7 +196,7 @@ def backward(
     ``w_hr``: ``W_hr`` prepared or empty.
     ``dhs`` receives dL/dh_t (for dW_hr) when projecting; with layer normalisation
     ``drec`` and ``dnorm_c`` receive the gradients of the recurrent product and of the
-    normalised cell state (see :func:`.kernels.backward_row`)."""
+    normalised cell state (see :func:`.rows.backward_row`)."""
     T, G, P = dgates.shape[0], dgates.shape[2], dh.shape[1]
     H, B = G // 4, last - first
     project, masked, cell_grads = w_hr.shape[0] > 0, valid.shape[0] > 0, dcs.shape[0] > 0

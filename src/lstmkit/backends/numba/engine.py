@@ -1,0 +1,248 @@
+"""The ``compiled`` engine: the hand-written BPTT of :mod:`..bptt`, its loops in numba.
+
+One engine for every batch size: each of the two time loops of a layer-direction is one
+compiled call (:mod:`.loops`), the per-step matrix products included (through
+:mod:`.blas`: MKL's packed GEMM from torch's own library where it exports it, else a
+compiled loop), so nothing runs in Python or torch per step. Weights are prepared (packed
+or transposed) once per call, for all its steps and threads.
+
+The cell options go to the kernels as arrays (all empty when off): the peepholes
+``(3, H)``, the two clip limits and buffers where the clips record what they clamped,
+the recurrent-dropout mask, the activation codes, the layer-norm gains with buffers for
+the normalised values, zoneout's keep weights. float32 uses the vectorised rational
+``tanh`` of :mod:`.numerics` (max error 5.1e-7); float64 uses libm. CPU only;
+``unsupported`` says why a call cannot run here.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import bptt
+from ..bptt import Buffers, Grads
+
+try:
+    from . import blas, loops, numerics
+except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
+    AVAILABLE = False
+else:
+    AVAILABLE = True  # numba imports, so the engine can run
+
+#: Why the engine is missing when numba cannot be imported, and the fix.
+NO_NUMBA = (
+    "numba cannot be imported (it is a dependency of lstmkit: pip install 'numba>=0.59'); "
+    "without it backend='auto' runs 'fused', 5-20x slower than nn.LSTM at small batches"
+)
+
+
+def route(dtype: torch.dtype = torch.float32) -> str:
+    """How the engine's per-step products run for ``dtype`` (see :mod:`.blas`):
+    ``"mkl-packed"``, ``"loops"``, or ``"unavailable"`` without numba."""
+    return blas.route(dtype) if AVAILABLE else "unavailable"
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_ARRAY_DTYPES = {**_NUMPY, torch.bool: np.bool_}  # the kernels' arrays: also clip masks
+_NO_VALID = np.empty((0, 0), np.bool_)
+
+
+def unsupported(xg: Tensor) -> str | None:
+    """Why the compiled backend cannot run on ``xg``, or None if it can."""
+    if not AVAILABLE:
+        return NO_NUMBA
+    if xg.device.type != "cpu":
+        return f"it runs on the CPU only, got a tensor on {xg.device}"
+    if xg.dtype not in _NUMPY:
+        return f"it supports float32 and float64, got {xg.dtype}"
+    return None
+
+
+def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
+    """The tensor's memory as an array; ``None`` becomes an empty array of that rank
+    (the kernels' "absent" marker: no projection, no lengths, no option). A buffer reused
+    at every step (stride-0 time axis, inference) becomes its one step: the loops then
+    write every step into it."""
+    if t is None:
+        return _absent(dtype, rank)
+    if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
+        t = t[:1]
+    return t.detach().numpy()
+
+
+@functools.cache
+def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
+    """The shared empty array of a dtype and rank (it has no element to write)."""
+    return np.empty((0,) * rank, _ARRAY_DTYPES[dtype])
+
+
+def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
+    the activation codes."""
+    opt = buf.options
+    peep = np.empty((0, 0), _NUMPY[dtype])
+    if opt.peephole is not None:
+        peep = torch.stack([w.detach() for w in opt.peephole]).numpy()
+    limits = [np.inf if v is None else v for v in (opt.gate_clip, opt.cell_clip)]
+    kinds = np.array(
+        [numerics.GATE_KINDS[opt.recurrent_activation], numerics.CELL_KINDS[opt.activation]]
+    )
+    return peep, np.array(limits, _NUMPY[dtype]), kinds
+
+
+def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    """Layer normalisation for the kernels: the gains and bias, then the (T, B, N)
+    buffers of the normalised values and 1/std (all empty when off)."""
+    gains = buf.options.layer_norm or (None, None, None)
+    return (
+        *(_np(None if g is None else g.detach(), dtype, 1) for g in gains),
+        *(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
+    )
+
+
+def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
+    buffer (empty when off)."""
+    keep = buf.options.zoneout or (None, None)
+    return (*(_np(None if k is None else k.contiguous(), dtype, 3) for k in keep),
+            _np(buf.c_new, dtype, 3))  # fmt: skip
+
+
+class NumbaEngine:
+    """The two time loops of :class:`..bptt.Recurrence`, each one compiled call
+    (:mod:`.loops`) with the weights prepared once per call (:func:`.blas.prepared`)."""
+
+    def forward(
+        self,
+        xg: Tensor,
+        w_hh: Tensor,
+        w_hr: Tensor | None,
+        valid: Tensor | None,
+        reverse: bool,
+        buf: Buffers,
+    ) -> None:
+        dtype, B = xg.dtype, xg.shape[1]
+        peep, clips, kinds = _options(buf, dtype)
+        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
+        _on_rows(
+            loops.forward, B, _weights(w_hh, w_hr, True, dtype), _np(xg.contiguous(), dtype),
+            _valid(valid), reverse,
+            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
+            peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            _norm(buf, dtype), _zoneout(buf, dtype),
+        )  # fmt: skip
+
+    def backward(
+        self,
+        dys: Tensor,
+        dcs: Tensor | None,
+        dh: Tensor,
+        dc: Tensor,
+        w_hh: Tensor,
+        w_hr: Tensor | None,
+        valid: Tensor | None,
+        reverse: bool,
+        buf: Buffers,
+        grads: Grads,
+    ) -> tuple[Tensor, Tensor]:
+        dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
+        peep, _, kinds = _options(buf, dtype)
+        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
+        _on_rows(
+            loops.backward, B, _weights(w_hh, w_hr, False, dtype), _np(dys, dtype),
+            _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
+            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, grads.dgates, grads.dhs)),
+            peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            _norm(buf, dtype), _zoneout(buf, dtype),
+            *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
+        )  # fmt: skip
+        return dh, dc
+
+
+#: Fewest rows a thread is given: below it the per-call hand-off (tens of us) and the
+#: small products' poor efficiency outweigh a second core.
+MIN_ROWS_PER_THREAD = 8
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def row_ranges(rows: int) -> list[tuple[int, int]]:
+    """How a call's rows are split across threads: ``torch.get_num_threads()`` parts at
+    most, none under :data:`MIN_ROWS_PER_THREAD` rows (one part for small batches)."""
+    parts = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """The shared worker threads (at least ``count``), each running its products on
+    itself alone (no nested OpenMP team). A forked child gets its own: threads do not
+    survive ``fork``, and the parent's pool would never run its work."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < count or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(
+                count, "lstmkit", initializer=lambda: blas.set_thread_products(1)
+            )
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _on_rows(
+    kernel: Callable[..., None],
+    rows: int,
+    weights: Callable[[int, bool], tuple],
+    *args: object,
+) -> None:
+    """Run a time loop over all ``rows``: rows are independent sequences, so each thread
+    runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step);
+    in each, the products run single-threaded. One range runs here, in the caller.
+    ``weights(m, alone)`` gives the prepared weights and their route for ranges of ``m``
+    rows (``alone``: each on its own thread)."""
+    ranges = row_ranges(rows)
+    if len(ranges) == 1:
+        kernel(*args, *weights(rows, False), 0, rows)
+        return
+    calls = [(*args, *weights(hi - lo, True), lo, hi) for lo, hi in ranges]
+    futures = [_workers(len(calls) - 1).submit(kernel, *call) for call in calls[1:]]
+    previous = blas.set_thread_products(1)
+    try:
+        kernel(*calls[0])
+    finally:
+        blas.set_thread_products(previous)
+        for future in futures:
+            future.result()
+
+
+def _weights(
+    w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype
+) -> Callable[[int, bool], tuple[np.ndarray, np.ndarray, int]]:
+    """For ``m`` rows (``alone``: on a thread of their own), the route of the recurrent
+    product (:func:`.blas.choose`) and ``(W_hh, W_hr)`` prepared for it (transposed for
+    the forward's ``x W^T``); an empty marker for ``W_hr`` without projection."""
+    k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
+
+    def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        way = blas.choose(dtype, m, k, n, alone)
+        hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
+        return blas.prepared(w_hh, transpose, m, way), hr, way
+
+    return for_rows
+
+
+def _valid(valid: Tensor | None) -> np.ndarray:
+    return _NO_VALID if valid is None else valid[:, :, 0].contiguous().numpy()
+
+
+#: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
+run_recurrence = bptt.recurrence(NumbaEngine())

@@ -18,8 +18,9 @@ from torch import Tensor
 
 import lstmkit
 from lstmkit.backends import BACKENDS, ops, reference, select
-from lstmkit.backends.contract import CellOptions, Recurrence
+from lstmkit.backends.contract import Recurrence
 from lstmkit.backends.triton import availability
+from lstmkit.options import TRAINABLE, CellConfig, call_settings, cell_config
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
@@ -67,9 +68,9 @@ T, B, H = 4, 3, 5
 
 def _problem(
     dtype: torch.dtype, proj: int, options: dict[str, object], seed: int
-) -> tuple[list[Tensor], CellOptions, list[Tensor]]:
-    """Random ``[xg, h0, c0, W_hh, W_hr?]``, cell options with random tensors, and the
-    differentiable option tensors (peepholes, layer-norm gains)."""
+) -> tuple[list[Tensor], CellConfig, dict[str, Tensor]]:
+    """Random ``[xg, h0, c0, W_hh, W_hr?]``, the cell configuration and its option
+    tensors by name, random (peepholes, layer-norm gains, masks, keep weights)."""
     g = torch.Generator().manual_seed(seed)
     P = proj or H
 
@@ -82,54 +83,42 @@ def _problem(
     tensors = [rand(T, B, 4 * H), rand(B, P), rand(B, H), rand(4 * H, P, scale=0.5)]
     if proj:
         tensors.append(rand(P, H, scale=0.5))
-    opts = CellOptions(
-        gate_clip=options.get("gate_clip"),
-        cell_clip=options.get("cell_clip"),
-        activation=options.get("activation", "tanh"),
-        recurrent_activation=options.get("recurrent_activation", "sigmoid"),
-    )
-    params: list[Tensor] = []
+    named: dict[str, Tensor] = {}
     if options.get("peephole"):
-        params += [rand(H, scale=0.5) for _ in range(3)]
-        opts = opts._replace(peephole=tuple(params[-3:]))
+        named |= {n: rand(H, scale=0.5) for n in ("weight_ci", "weight_cf", "weight_co")}
     if options.get("layer_norm"):
-        params += [1 + rand(4 * H, scale=0.2), 1 + rand(H, scale=0.2), rand(H, scale=0.2)]
-        opts = opts._replace(layer_norm=tuple(params[-3:]))
+        named |= {"ln_weight_hh": 1 + rand(4 * H, scale=0.2), "ln_weight_c": 1 + rand(H, scale=0.2),
+                  "ln_bias_c": rand(H, scale=0.2)}  # fmt: skip
     if options.get("recurrent_mask"):
-        opts = opts._replace(recurrent_mask=bits(B, P) * 2)  # dropout p = 0.5, rescaled
+        named["recurrent_mask"] = bits(B, P) * 2  # dropout p = 0.5, rescaled
     zoneout = options.get("zoneout")
     if zoneout == "train":  # keep weights in {0, 1}
-        opts = opts._replace(zoneout=(bits(T, B, P), bits(T, B, H)))
+        named |= {"zoneout_h": bits(T, B, P), "zoneout_c": bits(T, B, H)}
     elif zoneout == "eval":  # the rates
-        opts = opts._replace(zoneout=(torch.full((T, B, P), 0.3, dtype=dtype),
-                                      torch.full((T, B, H), 0.2, dtype=dtype)))  # fmt: skip
-    return tensors, opts, params
+        named |= {"zoneout_h": torch.full((T, B, P), 0.3, dtype=dtype),
+                  "zoneout_c": torch.full((T, B, H), 0.2, dtype=dtype)}  # fmt: skip
+    settings = call_settings({
+        k: options[k] for k in ("gate_clip", "cell_clip", "activation", "recurrent_activation")
+        if k in options
+    })  # fmt: skip
+    return tensors, cell_config(settings, frozenset(named)), named
 
 
 def _run(
-    run: Recurrence, tensors: list[Tensor], opts: CellOptions, params: list[Tensor],
+    run: Recurrence, tensors: list[Tensor], config: CellConfig, named: dict[str, Tensor],
     dtype: torch.dtype, lengths: Tensor | None, reverse: bool, seed: int,
 ) -> tuple[list[Tensor], list[Tensor]]:  # fmt: skip
-    """Outputs ``(ys, h_n, c_n, cs)`` and the gradients of every input under a random
-    cotangent on all four, from ``run`` in ``dtype`` (the reference on the CPU, the
-    others on :data:`DEVICE`)."""
+    """Outputs ``(ys, h_n, c_n, cs)`` and the gradients of every input (and trainable
+    option tensor) under a random cotangent on all four, from ``run`` in ``dtype`` (the
+    reference on the CPU, the others on :data:`DEVICE`)."""
     device = torch.device("cpu") if run is reference.run_recurrence else DEVICE
-    leaves = [t.detach().to(device, dtype).requires_grad_() for t in (*tensors, *params)]
-    n = len(tensors)
-    moved = {k: v.to(device, dtype) for k, v in (
-        ("recurrent_mask", opts.recurrent_mask),) if v is not None}  # fmt: skip
-    run_opts = opts._replace(**moved)
-    if opts.zoneout is not None:
-        run_opts = run_opts._replace(zoneout=tuple(k.to(device, dtype) for k in opts.zoneout))
-    it = iter(leaves[n:])
-    if opts.peephole is not None:
-        run_opts = run_opts._replace(peephole=tuple(next(it) for _ in range(3)))
-    if opts.layer_norm is not None:
-        run_opts = run_opts._replace(layer_norm=tuple(next(it) for _ in range(3)))
-    xg, h0, c0, w_hh, *w_hr = leaves[:n]
+    moved = {k: v.detach().to(device, dtype) for k, v in named.items()}
+    params = [moved[k].requires_grad_() for k in moved if k in TRAINABLE]
+    leaves = [t.detach().to(device, dtype).requires_grad_() for t in tensors] + params
+    xg, h0, c0, w_hh, *w_hr = leaves[: len(tensors)]
     outs = run(
         xg, h0, c0, w_hh, w_hr[0] if w_hr else None, cell_states=True, reverse=reverse,
-        lengths=None if lengths is None else lengths.to(device), options=run_opts,
+        lengths=None if lengths is None else lengths.to(device), config=config, tensors=moved,
     )  # fmt: skip
     g = torch.Generator().manual_seed(seed + 1)
     cots = [torch.randn(o.shape, generator=g, dtype=torch.float64) for o in outs]
@@ -141,9 +130,9 @@ def _check(
     dtype: torch.dtype, proj: int, options: dict[str, object], lengths: Tensor | None = None,
     reverse: bool = False, seed: int = 0,
 ) -> None:  # fmt: skip
-    tensors, opts, params = _problem(dtype, proj, options, seed)
-    got = _run(TRITON, tensors, opts, params, dtype, lengths, reverse, seed)
-    want = _run(reference.run_recurrence, tensors, opts, params, torch.float64, lengths, reverse,
+    tensors, config, named = _problem(dtype, proj, options, seed)
+    got = _run(TRITON, tensors, config, named, dtype, lengths, reverse, seed)
+    want = _run(reference.run_recurrence, tensors, config, named, torch.float64, lengths, reverse,
                 seed)  # fmt: skip
     rtol, atol = TOLERANCES[dtype]
     names = ["ys", "h_n", "c_n", "cs"]
@@ -242,9 +231,9 @@ def test_inference_without_grad_and_single_step() -> None:
 
 
 def test_gradients_are_deterministic() -> None:
-    tensors, opts, params = _problem(torch.float32, 3, OPTION_CASES["everything"], seed=5)
+    tensors, config, named = _problem(torch.float32, 3, OPTION_CASES["everything"], seed=5)
     first, second = (
-        _run(TRITON, tensors, opts, params, torch.float32, LENGTHS, False, 5) for _ in range(2)
+        _run(TRITON, tensors, config, named, torch.float32, LENGTHS, False, 5) for _ in range(2)
     )
     for a, b in zip(first[0] + first[1], second[0] + second[1]):
         assert torch.equal(a, b)
@@ -252,10 +241,10 @@ def test_gradients_are_deterministic() -> None:
 
 def test_custom_op_matches_eager() -> None:
     """What torch.compile / torch.export run: lstmkit::recurrence on the triton engine."""
-    tensors, opts, params = _problem(torch.float32, 0, OPTION_CASES["layer_norm"], seed=6)
-    eager = _run(TRITON, tensors, opts, params, torch.float32, LENGTHS, True, 6)
+    tensors, config, named = _problem(torch.float32, 0, OPTION_CASES["layer_norm"], seed=6)
+    eager = _run(TRITON, tensors, config, named, torch.float32, LENGTHS, True, 6)
     op = ops.RECURRENCES["triton"]
-    traced = _run(op, tensors, opts, params, torch.float32, LENGTHS, True, 6)
+    traced = _run(op, tensors, config, named, torch.float32, LENGTHS, True, 6)
     for a, b in zip(eager[0] + eager[1], traced[0] + traced[1]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 

@@ -7,12 +7,13 @@ dtype) we give a clear one in the same style.
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 
 import torch
 from torch import Tensor
+
+from .options import check_bool
 
 
 def check_constructor(
@@ -52,52 +53,6 @@ def check_constructor(
         raise ValueError("proj_size should be a positive integer or zero to disable projections")
     if proj_size >= hidden_size:  # type: ignore[operator]
         raise ValueError("proj_size has to be smaller than hidden_size")
-
-
-def check_forget_bias(forget_bias: object, bias: object) -> float:
-    """``forget_bias``: a finite number, nonzero only with ``bias=True``."""
-    if not isinstance(forget_bias, (int, float)) or isinstance(forget_bias, bool):
-        raise TypeError(f"forget_bias should be a number, got: {type(forget_bias).__name__}")
-    if not math.isfinite(forget_bias):
-        raise ValueError(f"forget_bias should be finite, got {forget_bias}")
-    if forget_bias and bias is not True:
-        raise ValueError(
-            f"forget_bias={forget_bias} needs bias=True: it is added to bias_ih's forget slice"
-        )
-    return float(forget_bias)
-
-
-def check_clip(name: str, value: object) -> float | None:
-    """A clip: ``None`` (off) or a positive finite number."""
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} should be a positive number or None, got: {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} should be a positive finite number or None, got {value}")
-    return float(value)
-
-
-def check_probability(name: str, value: object) -> float:
-    """A dropout-like probability in ``[0, 1)``."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} should be a number in [0, 1), got: {type(value).__name__}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} should be in [0, 1), got {value}")
-    return float(value)
-
-
-def check_zoneout(value: object) -> tuple[float, float]:
-    """``zoneout``: one rate for h and c, or a pair ``(p_h, p_c)``, each in ``[0, 1)``."""
-    pair = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2:
-        raise ValueError(f"zoneout should be a rate or a pair (p_h, p_c), got {value!r}")
-    return check_probability("zoneout", pair[0]), check_probability("zoneout", pair[1])
-
-
-def check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
 
 
 def check_positive_int(name: str, value: object) -> None:

@@ -1,39 +1,89 @@
-"""The keyword-only cell options shared by lstmkit.LSTM and lstmkit.LSTMCell: their
-defaults, their checks, and which ones a module uses."""
+"""The cell options on a module: :class:`lstmkit.LSTM` and :class:`lstmkit.LSTMCell`
+keep them as attributes derived from :data:`lstmkit.options.OPTIONS`.
+
+Each option is a property: reading gives the checked value, setting checks the new one
+(the same message as the constructor's) and renews what a call reads. An option that
+registers parameters (``peephole``, ``layer_norm``) is fixed at construction: setting it
+later raises instead of silently running without its parameters.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
-from ._checks import check_bool, check_clip, check_forget_bias, check_probability, check_zoneout
-from .activations import check_activations
-
-#: The keyword-only options of LSTM and LSTMCell and their defaults (all off).
-OPTION_DEFAULTS: dict[str, object] = {
-    "peephole": False, "gate_clip": None, "cell_clip": None, "recurrent_dropout": 0.0,
-    "zoneout": 0.0, "layer_norm": False, "activation": "tanh",
-    "recurrent_activation": "sigmoid", "forget_bias": 0.0,
-}  # fmt: skip
+from .options import CALL_OPTIONS, OPTIONS, Option, call_settings, checked, used
 
 
-def set_options(module: nn.Module, bias: bool, **options: object) -> None:
-    """Check the cell options (:data:`OPTION_DEFAULTS` by name) and set them on
-    ``module``; ``zoneout`` is also kept as the checked pair ``_zoneout`` (p_h, p_c)."""
-    check_bool("peephole", options["peephole"])
-    check_bool("layer_norm", options["layer_norm"])
-    module.peephole = options["peephole"]
-    module.layer_norm = options["layer_norm"]
-    module.activation, module.recurrent_activation = check_activations(
-        options["activation"], options["recurrent_activation"]
-    )
-    module.gate_clip = check_clip("gate_clip", options["gate_clip"])
-    module.cell_clip = check_clip("cell_clip", options["cell_clip"])
-    module.recurrent_dropout = check_probability("recurrent_dropout", options["recurrent_dropout"])
-    module._zoneout = check_zoneout(options["zoneout"])
-    module.zoneout = options["zoneout"]
-    module.forget_bias = check_forget_bias(options["forget_bias"], bias)
+class OptionAttributes:
+    """Mixin: the cell options as checked attributes (one property per option).
+
+    ``self._options`` holds every option's checked value; ``self._call_options`` the
+    ones :func:`lstmkit.functional.lstm` takes, as keywords (renewed on every change).
+    """
+
+    _options: dict[str, object]
+    _call_options: dict[str, object]
+
+    def _init_options(self, bias: bool, values: dict[str, object]) -> None:
+        """Check ``values`` (every option by name) and keep them."""
+        self.__dict__["_options"] = checked(values, bias)
+        self._renew()
+
+    def _renew(self) -> None:
+        options = self.__dict__["_options"]
+        self.__dict__["_call_options"] = {name: options[name] for name in CALL_OPTIONS}
+        call_settings(self._call_options)  # checked once here, cached for the calls
+
+    @property
+    def settings(self) -> tuple[tuple[str, object], ...]:
+        """The checked values of the options a call takes (:data:`.options.CALL_OPTIONS`),
+        as :func:`lstmkit.options.call_settings` gives them (hashable; zoneout as a pair)."""
+        return call_settings(self._call_options)
+
+    def options_used(self) -> list[str]:
+        """The names of the keyword-only cell options set away from their defaults."""
+        return used(self._options)
+
+    def _options_repr(self) -> str:
+        """``, name=value`` for every option set away from its default."""
+        return "".join(f", {name}={self._options[name]!r}" for name in self.options_used())
 
 
-def options_used(module: nn.Module) -> list[str]:
-    """The names of ``module``'s cell options set away from their defaults."""
-    return [name for name, default in OPTION_DEFAULTS.items() if getattr(module, name) != default]
+def _attribute(option: Option) -> property:
+    def get(self: Any) -> object:
+        return self.__dict__["_options"][option.name]
+
+    def set_(self: Any, value: object) -> None:
+        if option.parameters and option.check(value) != self._options[option.name]:
+            names = ", ".join(p.name for p in option.parameters)
+            raise AttributeError(
+                f"{option.name} is fixed at construction (it registers {names}); "
+                f"build a new module with {option.name}={value!r}"
+            )
+        bias = getattr(self, "bias", True)
+        self.__dict__["_options"] = checked({**self._options, option.name: value}, bias)
+        self._renew()
+
+    return property(get, set_, doc=f"{option.help} (default {option.default!r}).")
+
+
+for _option in OPTIONS:
+    setattr(OptionAttributes, _option.name, _attribute(_option))
+
+
+def register_option_parameters(
+    module: nn.Module, hidden_size: int, suffix: str, factory: dict[str, Any]
+) -> list[str]:
+    """Register the parameters of the options ``module`` has on (``<name><suffix>``,
+    uninitialised), in :data:`lstmkit.options.OPTIONS` order; return their names."""
+    names = []
+    for option in OPTIONS:
+        if option.parameters and option.is_on(module._options[option.name]):
+            for p in option.parameters:
+                t = torch.empty(p.shape(hidden_size), **factory)
+                module.register_parameter(p.name + suffix, nn.Parameter(t))
+                names.append(p.name + suffix)
+    return names

@@ -55,14 +55,3 @@ CELL_ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation("relu", torch.relu, lambda y: (y > 0).to(y.dtype)),
     "softsign": Activation("softsign", F.softsign, lambda y: (1 - y.abs()).square()),
 }
-
-
-def check_activations(activation: object, recurrent_activation: object) -> tuple[str, str]:
-    """Validate the two activation names (ValueError naming the argument otherwise)."""
-    for arg, value, table in (
-        ("activation", activation, CELL_ACTIVATIONS),
-        ("recurrent_activation", recurrent_activation, GATE_ACTIVATIONS),
-    ):
-        if not isinstance(value, str) or value not in table:
-            raise ValueError(f"{arg} must be one of {list(table)}, got {value!r}")
-    return activation, recurrent_activation  # type: ignore[return-value]

@@ -33,11 +33,14 @@ it as ``xg``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS
+from .options import NO_TENSORS, PLAIN, CellConfig
 
 #: The epsilon of every layer normalisation (haste's and torch's default).
 LN_EPS = 1e-5
@@ -54,15 +57,9 @@ def cell_step(
     c: Tensor,
     weight_hh: Tensor,
     weight_hr: Tensor | None = None,
+    config: CellConfig = PLAIN,
+    tensors: Mapping[str, Tensor] = NO_TENSORS,
     *,
-    peephole: tuple[Tensor, Tensor, Tensor] | None = None,
-    gate_clip: float | None = None,
-    cell_clip: float | None = None,
-    recurrent_mask: Tensor | None = None,
-    zoneout: tuple[Tensor, Tensor] | None = None,
-    layer_norm: tuple[Tensor, Tensor, Tensor] | None = None,
-    activation: str = "tanh",
-    recurrent_activation: str = "sigmoid",
     return_gates: bool = False,
 ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
     """One LSTM step from the projected input.
@@ -73,22 +70,29 @@ def cell_step(
         c: previous cell state ``c_{t-1}``, shape ``(B, H)``.
         weight_hh: recurrent weights ``W_hh``, shape ``(4H, P)``.
         weight_hr: projection weights ``W_hr``, shape ``(P, H)``, or ``None``.
-        peephole: ``(w_ci, w_cf, w_co)``, each ``(H,)`` (the ONNX LSTM operator's
-            peepholes): ``i`` and ``f`` also see ``w_ci * c_{t-1}``, ``w_cf * c_{t-1}``,
-            ``o`` sees ``w_co * c_t``.
-        gate_clip: every gate pre-activation clamped to ``[-gate_clip, gate_clip]`` before
-            its activation (the ONNX operator's ``clip``).
-        cell_clip: ``c_t`` clamped to ``[-cell_clip, cell_clip]`` after the update.
-        recurrent_mask: ``(B, P)``, multiplies ``h_{t-1}`` before ``W_hh`` (variational
-            recurrent dropout, Gal & Ghahramani 2016: the same mask at every step).
-        zoneout: ``(k_h, k_c)``, ``(B, P)`` and ``(B, H)`` (Krueger et al. 2017): each unit
-            keeps its previous value by weight ``k``: ``h_t = k_h h_{t-1} + (1-k_h) h'``
-            (likewise ``c``); ``k`` in {0, 1} in training, the zoneout rate in eval.
-        layer_norm: ``(g_hh (4H,), g_c (H,), beta_c (H,))``: ``h_{t-1} W_hh^T`` becomes
-            ``LN(h_{t-1} W_hh^T) * g_hh`` and ``h_t = o * act(LN(c_t) * g_c + beta_c)``
-            (``xg`` then already holds ``LN(x_t W_ih^T) * g_ih + b``).
-        activation: for ``g`` and for ``c_t`` before ``o`` (``tanh``, ``relu``, ``softsign``).
-        recurrent_activation: for ``i, f, o`` (``sigmoid``, ``hardsigmoid``).
+        config: the options (:class:`lstmkit.options.CellConfig`), all off by default:
+
+            * ``peephole``: ``i`` and ``f`` also see ``w_ci * c_{t-1}``, ``w_cf * c_{t-1}``,
+              ``o`` sees ``w_co * c_t`` (the ONNX LSTM operator's peepholes);
+            * ``gate_clip``: every gate pre-activation clamped to ``[-gate_clip,
+              gate_clip]`` before its activation (the ONNX operator's ``clip``);
+            * ``cell_clip``: ``c_t`` clamped to ``[-cell_clip, cell_clip]`` after the update;
+            * ``recurrent_dropout``: ``h_{t-1}`` multiplied by ``recurrent_mask`` before
+              ``W_hh`` (variational recurrent dropout, Gal & Ghahramani 2016: the same mask
+              at every step);
+            * ``zoneout`` (Krueger et al. 2017): each unit keeps its previous value by
+              weight ``k``: ``h_t = k_h h_{t-1} + (1-k_h) h'`` (likewise ``c``); ``k`` in
+              {0, 1} in training, the zoneout rate in eval;
+            * ``layer_norm``: ``h_{t-1} W_hh^T`` becomes ``LN(h_{t-1} W_hh^T) * g_hh`` and
+              ``h_t = o * act(LN(c_t) * g_c + beta_c)`` (``xg`` then already holds
+              ``LN(x_t W_ih^T) * g_ih + b``);
+            * ``activation``: for ``g`` and for ``c_t`` before ``o`` (``tanh``, ``relu``,
+              ``softsign``); ``recurrent_activation``: for ``i, f, o`` (``sigmoid``,
+              ``hardsigmoid``).
+        tensors: the options' tensors by name, this step's: ``weight_ci``, ``weight_cf``,
+            ``weight_co`` ``(H,)``; ``recurrent_mask`` ``(B, P)``; ``zoneout_h`` ``(B, P)``,
+            ``zoneout_c`` ``(B, H)``; ``ln_weight_hh`` ``(4H,)``, ``ln_weight_c``,
+            ``ln_bias_c`` ``(H,)``.
         return_gates: also return the activated gates ``(i, f, g, o)``, each ``(B, H)``
             (to look inside the cell: :mod:`lstmkit.trace`).
 
@@ -102,18 +106,19 @@ def cell_step(
         >>> h.shape, c.shape
         (torch.Size([3, 5]), torch.Size([3, 5]))
     """
-    sigma = GATE_ACTIVATIONS[recurrent_activation].fn
-    act = CELL_ACTIVATIONS[activation].fn
+    sigma = GATE_ACTIVATIONS[config.recurrent_activation].fn
+    act = CELL_ACTIVATIONS[config.activation].fn
+    gate_clip, cell_clip = config.gate_clip, config.cell_clip
     h_prev, c_prev = h, c
-    h_in = h if recurrent_mask is None else h * recurrent_mask
-    if layer_norm is None:
-        gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
+    h_in = h * tensors["recurrent_mask"] if config.recurrent_dropout else h
+    if config.layer_norm:
+        gates = xg + layer_normalized(h_in @ weight_hh.t(), tensors["ln_weight_hh"])
     else:
-        gates = xg + layer_normalized(h_in @ weight_hh.t(), layer_norm[0])
+        gates = torch.addmm(xg, h_in, weight_hh.t())  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # (B, H) each
-    if peephole is not None:
-        i = i + peephole[0] * c
-        f = f + peephole[1] * c
+    if config.peephole:
+        i = i + tensors["weight_ci"] * c
+        f = f + tensors["weight_cf"] * c
     if gate_clip is not None:
         i, f, g = (t.clamp(-gate_clip, gate_clip) for t in (i, f, g))
     i = sigma(i)
@@ -122,18 +127,20 @@ def cell_step(
     c = f * c + i * g
     if cell_clip is not None:
         c = c.clamp(-cell_clip, cell_clip)
-    if peephole is not None:
-        o = o + peephole[2] * c
+    if config.peephole:
+        o = o + tensors["weight_co"] * c
     if gate_clip is not None:
         o = o.clamp(-gate_clip, gate_clip)
     o = sigma(o)
-    c_out = c if layer_norm is None else layer_normalized(c, *layer_norm[1:])
+    c_out = c
+    if config.layer_norm:
+        c_out = layer_normalized(c, tensors["ln_weight_c"], tensors["ln_bias_c"])
     h = o * act(c_out)
     if weight_hr is not None:
         h = h @ weight_hr.t()  # (B, P)
-    if zoneout is not None:
-        h = torch.lerp(h, h_prev, zoneout[0])
-        c = torch.lerp(c, c_prev, zoneout[1])
+    if config.zoneout:
+        h = torch.lerp(h, h_prev, tensors["zoneout_h"])
+        c = torch.lerp(c, c_prev, tensors["zoneout_c"])
     if return_gates:
         return h, c, (i, f, g, o)
     return h, c

@@ -25,10 +25,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _onnx_trace, backends
-from .backends.contract import CellOptions
 from .cell import layer_normalized
 from .gemm import linear
-from .onnx_operator import beyond_operator
+from .options import (
+    TRAINABLE,
+    CellConfig,
+    beyond_onnx_operator,
+    call_settings,
+    cell_config,
+    used,
+)
 
 
 class States(NamedTuple):
@@ -66,29 +72,14 @@ class LayerWeights(NamedTuple):
     ln_weight_c: Tensor | None = None
     ln_bias_c: Tensor | None = None
 
-    def options(
-        self, gate_clip: float | None, cell_clip: float | None,
-        recurrent_mask: Tensor | None = None, zoneout: tuple[Tensor, Tensor] | None = None,
-        activation: str = "tanh", recurrent_activation: str = "sigmoid",
-    ) -> CellOptions:  # fmt: skip
-        """The cell options these weights (peepholes, layer norm), the clips, masks and
-        activations call for."""
-        peephole = layer_norm = None
-        if self.weight_ci is not None:
-            peephole = (self.weight_ci, self.weight_cf, self.weight_co)
-        if self.ln_weight_hh is not None:
-            layer_norm = (self.ln_weight_hh, self.ln_weight_c, self.ln_bias_c)
-        return CellOptions(
-            peephole, gate_clip, cell_clip, recurrent_mask, zoneout, layer_norm, activation,
-            recurrent_activation,
-        )  # fmt: skip
+    def option_tensors(self) -> dict[str, Tensor]:
+        """The options' parameters a backend receives (:data:`lstmkit.options.TENSORS`
+        that are trainable), by name, for those present."""
+        return {n: t for n in _TRAINABLE_FIELDS if (t := getattr(self, n)) is not None}
 
 
-def layer_norm_shapes(hidden_size: int) -> dict[str, tuple[int]]:
-    """The layer-normalisation parameters of one layer-direction: names and shapes."""
-    gates = (4 * hidden_size,)
-    return {"ln_weight_ih": gates, "ln_weight_hh": gates, "ln_weight_c": (hidden_size,),
-            "ln_bias_c": (hidden_size,)}  # fmt: skip
+#: The fields of :class:`LayerWeights` a backend receives as option tensors.
+_TRAINABLE_FIELDS = tuple(n for n in LayerWeights._fields if n in TRAINABLE)
 
 
 def zoneout_masks(
@@ -158,20 +149,36 @@ def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     return layer_normalized(linear(x, w.weight_ih, None), w.ln_weight_ih, bias)
 
 
+def cell_inputs(
+    w: LayerWeights, settings: tuple[tuple[str, object], ...], mask: Tensor | None = None,
+    keep: tuple[Tensor, Tensor] | None = None,
+) -> tuple[CellConfig, dict[str, Tensor]]:  # fmt: skip
+    """What a backend receives for one layer-direction: the :class:`CellConfig` of
+    ``settings`` (:func:`lstmkit.options.call_settings`) and the named option tensors:
+    ``w``'s peepholes and layer-norm gains, the recurrent-dropout ``mask`` ``(B, P)`` and
+    zoneout's ``keep`` weights ``(T, B, P)``, ``(T, B, H)`` when given."""
+    tensors = w.option_tensors()
+    if mask is not None:
+        tensors["recurrent_mask"] = mask
+    if keep is not None:
+        tensors["zoneout_h"], tensors["zoneout_c"] = keep
+    return cell_config(settings, frozenset(tensors)), tensors
+
+
 def _stacked(x: Tensor, h: list[Tensor], c: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     return x, torch.stack(h), torch.stack(c)
 
 
 def _check_onnx_exportable(
-    weights: Sequence[LayerWeights], cell_clip: float | None, zoneout: tuple[float, float],
-    zoneout_keep: object, return_states: bool, recurrent_dropout: bool,
+    weights: Sequence[LayerWeights], settings: dict[str, object], zoneout_given: bool,
+    return_states: bool, recurrent_dropout: bool,
 ) -> None:  # fmt: skip
     """Refuse, inside ``torch.onnx.export``, what one ``LSTM`` node per layer cannot write."""
     w = weights[0]
-    beyond = beyond_operator(
-        0 if w.weight_hr is None else w.weight_hr.shape[0], cell_clip,
-        w.ln_weight_hh is not None, (1.0, 1.0) if zoneout_keep is not None else zoneout,
-    )  # fmt: skip
+    values = {**settings, "layer_norm": w.ln_weight_hh is not None}
+    if zoneout_given:
+        values["zoneout"] = 1.0
+    beyond = ["proj_size"] * (w.weight_hr is not None) + beyond_onnx_operator(used(values))
     beyond += ["return_states=True"] * return_states
     beyond += ["recurrent dropout in training"] * recurrent_dropout
     if beyond:
@@ -189,14 +196,9 @@ def lstm(
     lengths: Tensor | None = None,
     backend: str = "auto",
     return_states: bool = False,
-    gate_clip: float | None = None,
-    cell_clip: float | None = None,
-    recurrent_dropout: float = 0.0,
     recurrent_masks: Sequence[Tensor | None] | None = None,
-    zoneout: tuple[float, float] = (0.0, 0.0),
     zoneout_keep: Sequence[tuple[Tensor, Tensor] | None] | None = None,
-    activation: str = "tanh",
-    recurrent_activation: str = "sigmoid",
+    **options: object,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | tuple[Tensor, tuple[Tensor, Tensor], States]:
     """A multi-layer (optionally bidirectional) LSTM over a seq-first padded batch.
 
@@ -207,22 +209,24 @@ def lstm(
         bidirectional: run a reverse direction too (``D = 2``).
         dropout: probability of zeroing each element of a layer's output before the next
             layer (never after the last layer); applied only when ``training``.
-        training: whether dropout is active.
+        training: whether dropout (and recurrent dropout, zoneout's sampling) is active.
         lengths: ``(B,)`` valid length of each sequence, or ``None`` for all ``T``.
         backend: name of the recurrence backend, or ``"auto"``.
         return_states: also return every step's ``h`` and ``c`` (:class:`States`).
-        gate_clip, cell_clip: the cell's clips (see :func:`lstmkit.cell.cell_step`);
-            peepholes come with the weights (``LayerWeights.weight_ci`` ...).
-        recurrent_dropout: variational recurrent dropout (Gal & Ghahramani 2016): in
-            training, one mask ``(B, P)`` per layer-direction and call multiplies
-            ``h_{t-1}`` before ``W_hh`` at every step (see :func:`recurrent_dropout_mask`).
-        recurrent_masks: ``L*D`` masks (or ``None`` entries) to use instead of sampling,
-            in any mode: randomness as data, e.g. to compare backends under one mask.
-        zoneout: ``(p_h, p_c)`` zoneout rates (see :func:`zoneout_masks`).
-        zoneout_keep: ``L*D`` pairs of keep weights to use instead of sampling.
-        activation, recurrent_activation: the cell's activations (names in
-            :mod:`lstmkit.activations`); layer normalisation comes with the weights
-            (``LayerWeights.ln_weight_ih`` ...).
+        recurrent_masks: ``L*D`` recurrent-dropout masks ``(B, P)`` (or ``None`` entries)
+            to use instead of sampling, in any mode: randomness as data, e.g. to compare
+            backends under one mask.
+        zoneout_keep: ``L*D`` pairs of zoneout keep weights ``(T, B, P)``, ``(T, B, H)``
+            to use instead of sampling.
+        **options: the cell options a call takes as values,
+            :data:`lstmkit.options.CALL_OPTIONS` (``gate_clip``, ``cell_clip``,
+            ``recurrent_dropout``, ``zoneout``, ``activation``, ``recurrent_activation``),
+            checked as the modules check them; the others come with the weights
+            (peepholes: ``LayerWeights.weight_ci`` ...; layer normalisation:
+            ``LayerWeights.ln_weight_ih`` ...). ``recurrent_dropout``: in training, one
+            mask ``(B, P)`` per layer-direction and call multiplies ``h_{t-1}`` before
+            ``W_hh`` at every step (:func:`recurrent_dropout_mask`); ``zoneout``: rates
+            ``p`` or ``(p_h, p_c)`` (:func:`zoneout_masks`).
 
     Returns:
         ``(output, (h_n, c_n))``: ``(T, B, D*P)``, ``(L*D, B, P)``, ``(L*D, B, H)``;
@@ -244,14 +248,16 @@ def lstm(
                 [LayerWeights(*(None if t is None else t.to(amp) for t in w)) for w in weights],
                 bidirectional=bidirectional, dropout=dropout, training=training,
                 lengths=lengths, backend=backend, return_states=return_states,
-                gate_clip=gate_clip, cell_clip=cell_clip, recurrent_dropout=recurrent_dropout,
                 recurrent_masks=None if recurrent_masks is None else [
                     None if m is None else m.to(amp) for m in recurrent_masks],
-                zoneout=zoneout, zoneout_keep=None if zoneout_keep is None else [
+                zoneout_keep=None if zoneout_keep is None else [
                     None if z is None else (z[0].to(amp), z[1].to(amp))
                     for z in zoneout_keep],
-                activation=activation, recurrent_activation=recurrent_activation,
+                **options,
             )  # fmt: skip
+    settings = call_settings(options)  # checked, hashable: (name, value) pairs
+    rates = dict(settings)
+    p_drop, zoneout = rates["recurrent_dropout"], rates["zoneout"]
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
     num_layers = len(weights) // num_directions
@@ -270,24 +276,22 @@ def lstm(
             k = layer * num_directions + direction
             w = weights[k]
             xg = input_projection(x, w)  # (T, B, 4H)
+            mask = keep = None
             if recurrent_masks is not None:
                 mask = recurrent_masks[k]
-            elif training and recurrent_dropout > 0:
-                mask = recurrent_dropout_mask(x, x.shape[1], h0.shape[2], recurrent_dropout)
-            else:
-                mask = None
+            elif training and p_drop > 0:
+                mask = recurrent_dropout_mask(x, x.shape[1], h0.shape[2], p_drop)
             if zoneout_keep is not None:
                 keep = zoneout_keep[k]
             elif zoneout != (0.0, 0.0):
                 keep = zoneout_masks(x, x.shape[0], x.shape[1], (h0.shape[2], c0.shape[2]),
                                      zoneout, training)  # fmt: skip
-            else:
-                keep = None
-            options = w.options(gate_clip, cell_clip, mask, keep, activation, recurrent_activation)
-            run = backends.select(backend, xg, options.used())
+            config, tensors = cell_inputs(w, settings, mask, keep)
+            run = backends.select(backend, xg, config.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
-                reverse=direction == 1, cell_states=return_states, options=options,
+                reverse=direction == 1, cell_states=return_states, config=config,
+                tensors=tensors,
             )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
             every_h.append(ys)
             every_c.extend(cs)
@@ -299,14 +303,15 @@ def lstm(
 
     onnx_export = _onnx_trace.exporting()
     if onnx_export:
-        masked = (training and recurrent_dropout > 0) or recurrent_masks is not None
-        _check_onnx_exportable(weights, cell_clip, zoneout, zoneout_keep, return_states, masked)
+        masked = (training and p_drop > 0) or recurrent_masks is not None
+        _check_onnx_exportable(weights, rates, zoneout_keep is not None, return_states, masked)
     for layer in range(num_layers):
         if onnx_export:  # one ONNX LSTM node per layer, computed by run_layer meanwhile
             rows = slice(layer * num_directions, (layer + 1) * num_directions)
             x, h, c = _onnx_trace.layer(
-                x, h0[rows], c0[rows], weights[rows], lengths, gate_clip, activation,
-                recurrent_activation, lambda x=x, layer=layer: _stacked(*run_layer(x, layer)),
+                x, h0[rows], c0[rows], weights[rows], lengths, rates["gate_clip"],
+                rates["activation"], rates["recurrent_activation"],
+                lambda x=x, layer=layer: _stacked(*run_layer(x, layer)),
             )  # fmt: skip
             h, c = h.unbind(0), c.unbind(0)
         else:

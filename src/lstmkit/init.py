@@ -12,11 +12,16 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
 
 from .functional import LayerWeights
+from .options import PARAMETERS
+
+#: The option parameters with a constant initial value (layer-norm gains 1, biases 0).
+_CONSTANT_INIT = {p.name: p.init for p in PARAMETERS if p.init is not None}
 
 
 def layer_weights(module: nn.Module) -> list[LayerWeights]:
@@ -29,12 +34,11 @@ def default_(module: nn.Module, forget_bias: float = 0.0) -> None:
     """torch's initialisation, then ``forget_bias`` on every ``bias_ih``'s forget slice."""
     stdv = 1.0 / math.sqrt(module.hidden_size)
     for name, weight in module.named_parameters():
-        if name.startswith("ln_bias"):
-            nn.init.zeros_(weight)
-        elif name.startswith("ln_weight"):
-            nn.init.ones_(weight)
-        else:
+        constant = _CONSTANT_INIT.get(re.sub(r"_l\d+(_reverse)?$", "", name))
+        if constant is None:
             nn.init.uniform_(weight, -stdv, stdv)
+        else:
+            nn.init.constant_(weight, constant)
     if forget_bias:
         add_forget_bias_(module, forget_bias)
 

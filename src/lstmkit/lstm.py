@@ -17,11 +17,11 @@ from . import functional, init
 from ._checks import check_constructor
 from ._compat import LSTMCompat, recompute_hooked_weights
 from ._inputs import Sizes, normalize
-from ._options import options_used, set_options
+from ._options import OptionAttributes, register_option_parameters
 from .backends import check_backend_name
 
 
-class LSTM(LSTMCompat, nn.Module):
+class LSTM(OptionAttributes, LSTMCompat, nn.Module):
     r"""A multi-layer LSTM, a drop-in for PyTorch's ``nn.LSTM``.
 
     For each layer and each element of the input sequence, in gate order i, f, g, o:
@@ -56,9 +56,12 @@ class LSTM(LSTMCompat, nn.Module):
         proj_size, device, dtype: as in PyTorch's ``nn.LSTM``.
         peephole, gate_clip, cell_clip, recurrent_dropout, zoneout, layer_norm, activation,
             recurrent_activation, forget_bias: keyword-only cell options, all off by
-            default (equations in :func:`lstmkit.cell.cell_step` and the README's options
-            table). ``layer_norm`` adds ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (4H),
-            ``ln_weight_c_l{k}``, ``ln_bias_c_l{k}`` (H), initialised 1, 1, 1, 0.
+            default, declared in :data:`lstmkit.options.OPTIONS` (equations in
+            :func:`lstmkit.cell.cell_step` and the README's options table); each is an
+            attribute, checked when set. ``peephole`` adds ``weight_ci_l{k}``,
+            ``weight_cf_l{k}``, ``weight_co_l{k}`` (H); ``layer_norm`` adds
+            ``ln_weight_ih_l{k}``, ``ln_weight_hh_l{k}`` (4H), ``ln_weight_c_l{k}``,
+            ``ln_bias_c_l{k}`` (H), initialised 1, 1, 1, 0.
         backend: keyword-only; which recurrence backend runs the time loop
             (``"auto"`` picks the fastest that supports the call).
 
@@ -97,12 +100,12 @@ class LSTM(LSTMCompat, nn.Module):
         check_constructor(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size
         )
-        set_options(
-            self, bias, peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
+        self._init_options(bias, dict(
+            peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
             recurrent_dropout=recurrent_dropout, zoneout=zoneout, layer_norm=layer_norm,
             activation=activation, recurrent_activation=recurrent_activation,
             forget_bias=forget_bias,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -131,18 +134,15 @@ class LSTM(LSTMCompat, nn.Module):
                     shapes |= {"bias_ih": (4 * hidden_size,), "bias_hh": (4 * hidden_size,)}
                 if proj_size > 0:
                     shapes["weight_hr"] = (proj_size, hidden_size)
-                if peephole:
-                    shapes |= {f"weight_c{g}": (hidden_size,) for g in "ifo"}
-                if layer_norm:
-                    shapes |= functional.layer_norm_shapes(hidden_size)
                 names = [name + suffix for name in shapes]
                 for name, shape in zip(names, shapes.values()):
                     self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+                names += register_option_parameters(self, hidden_size, suffix, factory)
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
                 self._layer_fields.append(
                     tuple(
-                        f"{field}{suffix}" if field in shapes else None
+                        f"{field}{suffix}" if f"{field}{suffix}" in names else None
                         for field in functional.LayerWeights._fields
                     )
                 )
@@ -243,12 +243,7 @@ class LSTM(LSTMCompat, nn.Module):
             lengths=batch.lengths,
             backend=self.backend,
             return_states=return_states,
-            gate_clip=self.gate_clip,
-            cell_clip=self.cell_clip,
-            recurrent_dropout=self.recurrent_dropout,
-            zoneout=self._zoneout,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
+            **self._call_options,
         )
         if not return_states:
             return batch.restore(out, state)
@@ -324,12 +319,8 @@ class LSTM(LSTMCompat, nn.Module):
             dropout=self.dropout,
             training=self.training,
             backend=self.backend,
-            gate_clip=self.gate_clip,
-            cell_clip=self.cell_clip,
             recurrent_masks=masks,
-            zoneout=self._zoneout,
-            activation=self.activation,
-            recurrent_activation=self.recurrent_activation,
+            **self._call_options,
         )
         y, state = batch.restore(out, state)
         return y[0], state
@@ -361,10 +352,6 @@ class LSTM(LSTMCompat, nn.Module):
             )
         return [m if x_t.dim() == 2 else m.unsqueeze(0) for m in masks]
 
-    def options_used(self) -> list[str]:
-        """The names of the keyword-only cell options set away from their defaults."""
-        return options_used(self)
-
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size != 0:
@@ -379,8 +366,7 @@ class LSTM(LSTMCompat, nn.Module):
             s += f", dropout={self.dropout}"
         if self.bidirectional is not False:
             s += f", bidirectional={self.bidirectional}"
-        for option in self.options_used():
-            s += f", {option}={getattr(self, option)!r}"
+        s += self._options_repr()
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -7,19 +7,20 @@ from torch import Tensor, nn
 
 from . import init
 from ._checks import check_bool, check_positive_int
-from ._options import options_used, set_options
+from ._options import OptionAttributes, register_option_parameters
 from .backends import check_backend_name, select
+from .backends.contract import at_step
 from .cell import cell_step
 from .functional import (
     LayerWeights,
+    cell_inputs,
     input_projection,
-    layer_norm_shapes,
     recurrent_dropout_mask,
     zoneout_masks,
 )
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(OptionAttributes, nn.Module):
     r"""One LSTM step, a drop-in for :class:`torch.nn.LSTMCell`.
 
     .. math::
@@ -78,12 +79,12 @@ class LSTMCell(nn.Module):
         check_bool("bias", bias)
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
-        set_options(
-            self, bias, peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
+        self._init_options(bias, dict(
+            peephole=peephole, gate_clip=gate_clip, cell_clip=cell_clip,
             recurrent_dropout=recurrent_dropout, zoneout=zoneout, layer_norm=layer_norm,
             activation=activation, recurrent_activation=recurrent_activation,
             forget_bias=forget_bias,
-        )  # fmt: skip
+        ))  # fmt: skip
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bias
@@ -96,14 +97,7 @@ class LSTMCell(nn.Module):
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
-        if peephole:
-            for gate in "ifo":
-                self.register_parameter(
-                    f"weight_c{gate}", nn.Parameter(torch.empty(hidden_size, **factory))
-                )
-        if layer_norm:
-            for name, shape in layer_norm_shapes(hidden_size).items():
-                self.register_parameter(name, nn.Parameter(torch.empty(shape, **factory)))
+        register_option_parameters(self, hidden_size, "", factory)
         # the LayerWeights fields this cell registered (bias_ih/bias_hh even as None)
         self._layer_fields = tuple(
             n if n in self._parameters else None for n in LayerWeights._fields
@@ -121,10 +115,6 @@ class LSTMCell(nn.Module):
             None if n is None else params[n] if n in params else getattr(self, n)
             for n in self._layer_fields
         ])]  # fmt: skip
-
-    def options_used(self) -> list[str]:
-        """The names of the keyword-only cell options set away from their defaults."""
-        return options_used(self)
 
     def recurrent_dropout_mask(self, batch_size: int) -> Tensor | None:
         """A recurrent-dropout mask ``(B, H)`` to pass as ``recurrent_mask=`` at every step
@@ -159,16 +149,15 @@ class LSTMCell(nn.Module):
         xg = input_projection(x, w)  # (B, 4H)
         mask = self._check_mask(recurrent_mask, x.shape[0], batched)
         keep = None
-        if self._zoneout != (0.0, 0.0):
-            keep = zoneout_masks(x, 1, x.shape[0], (self.hidden_size,) * 2, self._zoneout,
-                                 self.training)  # fmt: skip
-        options = w.options(self.gate_clip, self.cell_clip, mask, keep, self.activation,
-                            self.recurrent_activation)  # fmt: skip
+        zoneout = dict(self.settings)["zoneout"]
+        if zoneout != (0.0, 0.0):  # (1, B, H) each: one step
+            keep = zoneout_masks(x, 1, x.shape[0], (self.hidden_size,) * 2, zoneout, self.training)
+        config, tensors = cell_inputs(w, self.settings, mask, keep)
         if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
-            h, c = cell_step(xg, h, c, w.weight_hh, **options.cell_kwargs(0))
+            h, c = cell_step(xg, h, c, w.weight_hh, None, config, at_step(tensors, 0))
         else:  # the chosen backend's recurrence, over a sequence of length one
-            run = select(self.backend, xg[None], options.used())
-            _, h, c = run(xg[None], h, c, w.weight_hh, options=options)
+            run = select(self.backend, xg[None], config.used())
+            _, h, c = run(xg[None], h, c, w.weight_hh, config=config, tensors=tensors)
         if not batched:
             return h.squeeze(0), c.squeeze(0)
         return h, c
@@ -249,8 +238,7 @@ class LSTMCell(nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.bias is not True:
             s += f", bias={self.bias}"
-        for option in self.options_used():
-            s += f", {option}={getattr(self, option)!r}"
+        s += self._options_repr()
         if self.backend != "auto":
             s += f", backend={self.backend!r}"
         return s

@@ -31,8 +31,9 @@ from typing import Any
 from .lstm import LSTM
 from .onnx_graph import Graph, layer_names, require_onnx
 from .onnx_node import onnx_gates, operator_layer
-from .onnx_operator import OPSET, beyond_operator
+from .onnx_operator import OPSET
 from .onnx_scan import scan_layer, valid_mask
+from .options import beyond_onnx_operator
 
 __all__ = ["export", "onnx_gates", "to_model"]
 
@@ -92,7 +93,7 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
 def _needs_scan(lstm: LSTM) -> bool:
     """Whether the cell is beyond the ONNX ``LSTM`` operator: a projection, ``cell_clip``,
     layer norm or zoneout (eval mixing) make each layer-direction a ``Scan`` of the cell."""
-    return bool(beyond_operator(lstm.proj_size, lstm.cell_clip, lstm.layer_norm, lstm._zoneout))
+    return lstm.proj_size > 0 or bool(beyond_onnx_operator(lstm.options_used()))
 
 
 def export(

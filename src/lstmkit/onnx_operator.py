@@ -75,13 +75,3 @@ def operator_attributes(
     if gate_clip is not None:
         attrs["clip"] = float(gate_clip)
     return attrs | activation_attributes(activation, recurrent_activation, directions)
-
-
-def beyond_operator(
-    proj_size: int, cell_clip: float | None, layer_norm: bool, zoneout: tuple[float, float]
-) -> list[str]:
-    """What the operator cannot express (each then needs a ``Scan`` of the cell): a
-    projection, ``cell_clip``, layer norm, zoneout (eval mixing by its rates)."""
-    flags = {"proj_size": proj_size > 0, "cell_clip": cell_clip is not None,
-             "layer_norm": layer_norm, "zoneout": zoneout != (0.0, 0.0)}  # fmt: skip
-    return [name for name, on in flags.items() if on]

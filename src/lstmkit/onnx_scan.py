@@ -18,6 +18,7 @@ import numpy as np
 from .cell import LN_EPS
 from .onnx_graph import Graph, state_rows
 from .onnx_operator import activation_op
+from .options import zoneout_rates
 
 if TYPE_CHECKING:
     from .lstm import LSTM
@@ -162,9 +163,10 @@ def cell_body(lstm: LSTM, names: dict[str, str], k: str, masked: bool = False) -
     h = op("Mul", [o, act(lstm.activation, c_out, "act_c")], "m")
     if lstm.proj_size:
         h = op("MatMul", [h, const("WRt", weight("weight_hr").T)], "h_proj")
-    if lstm._zoneout != (0.0, 0.0):  # eval: h = h_new + p (h_prev - h_new), likewise c
-        h = mix(h, f"{k}_h", lstm._zoneout[0], "zo_h")
-        c = mix(c, c_prev, lstm._zoneout[1], "zo_c")
+    p_h, p_c = zoneout_rates(lstm.zoneout)
+    if (p_h, p_c) != (0.0, 0.0):  # eval: h = h_new + p (h_prev - h_new), likewise c
+        h = mix(h, f"{k}_h", p_h, "zo_h")
+        c = mix(c, c_prev, p_c, "zo_c")
     b.node("Identity", [c], [f"{k}_c_new" if masked else f"{k}_c_out"])
     b.node("Identity", [h], [f"{k}_h_new" if masked else f"{k}_h_out"])
     value = helper.make_tensor_value_info

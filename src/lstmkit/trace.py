@@ -17,8 +17,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .backends.contract import at_step
 from .cell import cell_step
-from .functional import input_projection, zoneout_masks
+from .functional import cell_inputs, input_projection, zoneout_masks
 from .lstm import LSTM
 
 
@@ -62,10 +63,10 @@ def trace(lstm: LSTM, x: Tensor) -> Trace:
     for k, w in enumerate(lstm.layer_weights()):
         layer, reverse = divmod(k, D)
         keep = None
-        if lstm._zoneout != (0.0, 0.0):  # eval: mix by the rates
-            keep = zoneout_masks(x, 1, 1, (P, H), lstm._zoneout, training=False)
-        options = w.options(lstm.gate_clip, lstm.cell_clip, None, keep, lstm.activation,
-                            lstm.recurrent_activation)  # fmt: skip
+        zoneout = dict(lstm.settings)["zoneout"]
+        if zoneout != (0.0, 0.0):  # eval: mix by the rates
+            keep = zoneout_masks(x, 1, 1, (P, H), zoneout, training=False)
+        config, tensors = cell_inputs(w, lstm.settings, None, keep)
         xg = input_projection(layer_in, w)  # (T, 4H)
         gates = []
         for t in range(T):
@@ -73,7 +74,7 @@ def trace(lstm: LSTM, x: Tensor) -> Trace:
             h = states.h[k, before] if 0 <= before < T else x.new_zeros(P)
             c = states.c[k, before] if 0 <= before < T else x.new_zeros(H)
             *_, step_gates = cell_step(xg[t : t + 1], h[None], c[None], w.weight_hh, w.weight_hr,
-                                       **options.cell_kwargs(0), return_gates=True)  # fmt: skip
+                                       config, at_step(tensors, 0), return_gates=True)  # fmt: skip
             gates.append(torch.cat(step_gates))  # (4, H)
         i, f, g, o = torch.stack(gates).unbind(1)  # (T, H) each
         name = f"layer {layer}" + (" reverse" if reverse else "")

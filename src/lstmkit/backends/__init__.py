@@ -30,7 +30,7 @@ class Backend:
     name: str
     run: Recurrence
     unsupported: Callable[[Tensor], str | None]
-    options: frozenset[str] = frozenset()  # the cell options it implements
+    options: frozenset[str] = frozenset()  # the cell options it implements (by name)
 
 
 def _always(xg: Tensor) -> str | None:
@@ -65,17 +65,12 @@ def _triton_unsupported(xg: Tensor) -> str | None:
     return _untransformed(xg) or triton_.unsupported(xg)
 
 
-ALL_OPTIONS = frozenset({
-    "peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout", "layer_norm",
-    "activation", "recurrent_activation",
-})  # fmt: skip
-COMPILED_OPTIONS = ALL_OPTIONS
-
+#: Every backend by name, each with the cell options its module declares it implements.
 BACKENDS: dict[str, Backend] = {
-    "reference": Backend("reference", reference.run_recurrence, _always, ALL_OPTIONS),
-    "fused": Backend("fused", fused.run_recurrence, _untransformed, ALL_OPTIONS),
+    "reference": Backend("reference", reference.run_recurrence, _always, reference.OPTIONS),
+    "fused": Backend("fused", fused.run_recurrence, _untransformed, fused.OPTIONS),
     "compiled": Backend(
-        "compiled", compiled.run_recurrence, _compiled_unsupported, COMPILED_OPTIONS
+        "compiled", compiled.run_recurrence, _compiled_unsupported, compiled.OPTIONS
     ),
     "triton": Backend("triton", triton_.run_recurrence, _triton_unsupported, triton_.OPTIONS),
 }
@@ -106,8 +101,8 @@ def _warn_no_numba() -> None:
 
 def check_backend_name(backend: object) -> str:
     """Validate a ``backend=`` argument at construction time."""
-    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {list(BACKEND_NAMES)}, got {backend!r}")
+    if not isinstance(backend, str) or (backend != "auto" and backend not in BACKENDS):
+        raise ValueError(f"backend must be one of {['auto', *BACKENDS]}, got {backend!r}")
     return backend
 
 

@@ -33,15 +33,17 @@ are exact on these backends too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
+from ..options import NO_TENSORS, PLAIN, CellConfig
 from . import reference
-from .contract import PLAIN, TENSOR_SLOTS, CellOptions, valid_mask
 from .contract import Recurrence as Recurrence_
+from .contract import valid_mask
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Buffers:
     hs: Tensor  # (T + 1, B, P)
     tanh_cs: Tensor  # (T, B, H) activation(c_t) (of LN(c_t) * g_c + beta_c with layer norm)
     ms: Tensor | None  # (T, B, H) o * tanh(c) when projecting, else None (it is hs)
-    options: CellOptions = PLAIN  # the cell's options (peephole weights, clips)
+    config: CellConfig = PLAIN  # the cell's options
+    tensors: Mapping[str, Tensor] = field(default_factory=dict)  # their tensors, by name
     gate_clipped: Tensor | None = None  # (T, B, 4H) bool: pre-activation clamped
     cell_clipped: Tensor | None = None  # (T, B, H) bool: c_t clamped
     c_new: Tensor | None = None  # (T, B, H) the cell's c_t before zoneout mixes it
@@ -139,9 +142,10 @@ def recurrence(engine: Engine) -> Recurrence_:
         lengths: Tensor | None = None,
         reverse: bool = False,
         cell_states: bool = False,
-        options: CellOptions = PLAIN,
+        config: CellConfig = PLAIN,
+        tensors: Mapping[str, Tensor] = NO_TENSORS,
     ) -> tuple[Tensor, ...]:
-        outputs = run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options)
+        outputs = run(engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, config, tensors)
         return outputs if cell_states else outputs[:3]
 
     return run_recurrence
@@ -156,19 +160,19 @@ def run(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
-    options: CellOptions = PLAIN,
+    config: CellConfig = PLAIN,
+    tensors: Mapping[str, Tensor] = NO_TENSORS,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(ys, h_n, c_n, cs)`` on ``engine``: through :class:`Recurrence` when a gradient
     may be asked for, else straight through the forward loop (no autograd bookkeeping)."""
-    option_tensors = options.tensors()
-    inputs = (xg, h0, c0, weight_hh, weight_hr, *option_tensors)
+    values = [tensors[name] for name in config.tensor_names()]
+    inputs = (xg, h0, c0, weight_hh, weight_hr, *values)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        static = options.with_tensors((None,) * TENSOR_SLOTS)
         return Recurrence.apply(
-            xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine, static, *option_tensors
+            xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine, config, *values
         )
     outputs, _, _ = forward(
-        engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=False
+        engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, config, tensors, keep=False
     )
     return outputs
 
@@ -182,7 +186,8 @@ def forward(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     reverse: bool,
-    options: CellOptions = PLAIN,
+    config: CellConfig = PLAIN,
+    tensors: Mapping[str, Tensor] = NO_TENSORS,
     keep: bool = True,
 ) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], Buffers, Tensor | None]:
     """The forward loop: ``(ys, h_n, c_n, cs)``, the buffers it filled, the validity mask.
@@ -205,15 +210,16 @@ def forward(
         hs=xg.new_empty(T + 1, B, P),
         tanh_cs=per_step(H),
         ms=per_step(H) if weight_hr is not None else None,
-        options=options,
+        config=config,
+        tensors=tensors,
     )
-    if options.gate_clip is not None:
+    if config.gate_clip is not None:
         buf.gate_clipped = per_step(G, torch.bool)
-    if options.cell_clip is not None:
+    if config.cell_clip is not None:
         buf.cell_clipped = per_step(H, torch.bool)
-    if options.zoneout is not None:
+    if config.zoneout:
         buf.c_new = per_step(H)
-    if options.layer_norm is not None:
+    if config.layer_norm:
         buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd = (
             per_step(G), per_step(1), per_step(H), per_step(1)
         )  # fmt: skip
@@ -238,9 +244,8 @@ def results(
 
 
 class Recurrence(torch.autograd.Function):
-    """The recurrence under autograd. ``static`` holds the options that are not tensors
-    (clips, activation names); the option tensors follow one by one
-    (:meth:`.contract.CellOptions.tensors`) so autograd sees each."""
+    """The recurrence under autograd. ``config`` holds the options; their tensors follow
+    one by one, in the order of ``config.tensor_names()``, so autograd sees each."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -253,16 +258,16 @@ class Recurrence(torch.autograd.Function):
         lengths: Tensor | None,
         reverse: bool,
         engine: Engine,
-        static: CellOptions,
-        *option_tensors: Tensor | None,
+        config: CellConfig,
+        *values: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        options = static.with_tensors(option_tensors)
+        tensors = dict(zip(config.tensor_names(), values))
         outputs, buf, valid = forward(
-            engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options
+            engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, config, tensors
         )
-        ctx.reverse, ctx.engine, ctx.static = reverse, engine, static
+        ctx.reverse, ctx.engine, ctx.config = reverse, engine, config
         ctx.save_for_backward(
-            xg, h0, c0, weight_hh, weight_hr, lengths, valid, *buf.saved(), *option_tensors
+            xg, h0, c0, weight_hh, weight_hr, lengths, valid, *buf.saved(), *values
         )
         return outputs
 
@@ -273,20 +278,21 @@ class Recurrence(torch.autograd.Function):
     ):  # fmt: skip
         saved = ctx.saved_tensors
         xg, h0, c0, weight_hh, weight_hr, lengths, valid = saved[:7]
-        options = ctx.static.with_tensors(saved[-TENSOR_SLOTS:])
+        names = ctx.config.tensor_names()
+        tensors = dict(zip(names, saved[len(saved) - len(names) :]))
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
             inputs = (xg, h0, c0, weight_hh, weight_hr, lengths)
-            return _reference_backward(ctx, inputs, options, (dys, dh_n, dc_n, dcs))
-        buf = Buffers(*saved[7:12], options, *saved[12:-TENSOR_SLOTS])
+            return _reference_backward(ctx, inputs, tensors, (dys, dh_n, dc_n, dcs))
+        buffers = saved[7 : len(saved) - len(names)]
+        buf = Buffers(*buffers[:5], ctx.config, tensors, *buffers[5:])
         got = backward(
             ctx.engine, xg, h0, c0, weight_hh, weight_hr, valid, ctx.reverse, buf,
             (dys, dh_n, dc_n, dcs), ctx.needs_input_grad[3], ctx.needs_input_grad[4],
         )  # fmt: skip
-        dxg, dh, dc, dweight_hh, dweight_hr, *dpeep_norm = got
-        dpeep, dnorm = dpeep_norm[:3], dpeep_norm[3:]
+        dxg, dh, dc, dweight_hh, dweight_hr, dtensors = got
         return (
             dxg, dh, dc, dweight_hh, dweight_hr, None, None, None, None,
-            *dpeep, None, None, None, *dnorm,
+            *(dtensors.get(name) for name in names),
         )  # fmt: skip
 
 
@@ -303,16 +309,16 @@ def backward(
     douts: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None],
     need_weight_hh: bool = True,
     need_weight_hr: bool = True,
-) -> tuple[Tensor | None, ...]:
+) -> tuple[Any, ...]:
     """The hand-written backward of :func:`forward`, from ``douts = (dys, dh_n, dc_n,
     dcs)`` (``None`` where no gradient came): ``(dxg, dh0, dc0, dweight_hh, dweight_hr,
-    dw_ci, dw_cf, dw_co, dln_weight_hh, dln_weight_c, dln_bias_c)``, ``None`` for
-    options that are off (and weights whose gradient is not needed)."""
+    dtensors)``, ``None`` for weights whose gradient is not needed; ``dtensors`` has the
+    gradients of the trainable option tensors by name (peepholes, layer-norm gains)."""
     dys, dh_n, dc_n, dcs = douts
-    options = buf.options
+    config, tensors = buf.config, buf.tensors
     T, B, G = buf.acts.shape
     H, P = G // 4, buf.hs.shape[2]
-    norm = options.layer_norm is not None
+    norm = config.layer_norm
     dys = xg.new_zeros(T, B, P) if dys is None else dys.contiguous()
     dcs = None if dcs is None else dcs.contiguous()
     dh = h0.new_zeros(h0.shape) if dh_n is None else dh_n.clone()  # (B, P)
@@ -328,44 +334,39 @@ def backward(
     dweight_hh = dweight_hr = None
     if need_weight_hh:  # sum_t drec_t^T h_{t-1}: one GEMM over T*B rows
         h_prev = buf.hs[1:] if reverse else buf.hs[:-1]
-        if options.recurrent_mask is not None:  # W_hh saw the masked h_{t-1}
-            h_prev = h_prev * options.recurrent_mask
+        if config.recurrent_dropout:  # W_hh saw the masked h_{t-1}
+            h_prev = h_prev * tensors["recurrent_mask"]
         drec = grads.drec if norm else dgates
         dweight_hh = drec.view(T * B, G).t() @ h_prev.reshape(T * B, P)
     if weight_hr is not None and need_weight_hr:  # sum_t dh_t^T m_t
         dweight_hr = grads.dhs.view(T * B, P).t() @ buf.ms.view(T * B, H)
-    dpeep: tuple[Tensor | None, ...] = (None,) * 3
-    if options.peephole is not None:  # i, f see c_{t-1}; o sees c_t: one reduction each
+    dtensors: dict[str, Tensor] = {}
+    if config.peephole:  # i, f see c_{t-1}; o sees c_t: one reduction each
         cs = buf.cs
         c_prev, c_out = (cs[1:], cs[:-1]) if reverse else (cs[:-1], cs[1:])
         c_cell = c_out if buf.c_new is None else buf.c_new  # o saw the cell's c_t
-        dpeep = tuple(
-            (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
-            for k, c in ((0, c_prev), (1, c_prev), (3, c_cell))
-        )
-    dnorm: tuple[Tensor | None, ...] = (None,) * 3
+        for name, k, c in (("weight_ci", 0, c_prev), ("weight_cf", 1, c_prev),
+                           ("weight_co", 3, c_cell)):  # fmt: skip
+            dtensors[name] = (dgates[:, :, k * H : (k + 1) * H] * c).sum((0, 1))
     if norm:  # gains and bias: one reduction each
-        dnorm = (
-            (dgates * buf.rec_hat).sum((0, 1)),
-            (grads.dnorm_c * buf.c_hat).sum((0, 1)),
-            grads.dnorm_c.sum((0, 1)),
-        )
-    return (dgates, dh, dc, dweight_hh, dweight_hr, *dpeep, *dnorm)
+        dtensors["ln_weight_hh"] = (dgates * buf.rec_hat).sum((0, 1))
+        dtensors["ln_weight_c"] = (grads.dnorm_c * buf.c_hat).sum((0, 1))
+        dtensors["ln_bias_c"] = grads.dnorm_c.sum((0, 1))
+    return (dgates, dh, dc, dweight_hh, dweight_hr, dtensors)
 
 
 def _reference_backward(
-    ctx: Any, inputs: tuple, options: CellOptions, grads: tuple
+    ctx: Any, inputs: tuple, tensors: dict[str, Tensor], grads: tuple
 ) -> tuple[Tensor | None, ...]:
     """Gradients that are themselves differentiable, from the reference recurrence."""
     xg, h0, c0, weight_hh, weight_hr, lengths = inputs
-    tensors = (xg, h0, c0, weight_hh, weight_hr)
-    option_tensors = options.tensors()
-    every = (*tensors, None, None, None, None, *option_tensors)  # as Recurrence's inputs
+    state = (xg, h0, c0, weight_hh, weight_hr)
+    every = (*state, None, None, None, None, *tensors.values())  # as Recurrence's inputs
     wanted = [k for k, x in enumerate(every) if x is not None and ctx.needs_input_grad[k]]
     with torch.enable_grad():
         outs = reference.run_recurrence(
             xg, h0, c0, weight_hh, weight_hr, lengths=lengths, reverse=ctx.reverse,
-            cell_states=True, options=options,
+            cell_states=True, config=ctx.config, tensors=tensors,
         )  # fmt: skip
         pairs = [(o, g) for o, g in zip(outs, grads) if g is not None]
         got = torch.autograd.grad(

@@ -6,10 +6,12 @@ layer-direction runs as one opaque op, ``lstmkit::recurrence``, with a shape fun
 for tracing and the hand-written backward as a second op, ``lstmkit::recurrence_backward``;
 the numbers are the eager engine's, and the graph does not grow with ``T``::
 
-    lstmkit::recurrence(xg, h0, c0, W_hh, W_hr?, lengths?, option tensors, statics)
+    lstmkit::recurrence(xg, h0, c0, W_hh, W_hr?, lengths?, option tensors, config, ...)
         -> [hs (T+1, B, P), cs (T+1, B, H), h_n (B, P), c_n (B, H), *saved]
     ys, cs_t = time-ordered slots of hs, cs, zeroed past each end   (traced torch ops)
 
+``config`` is the :class:`lstmkit.options.CellConfig` as a string (op schemas take no
+objects); the option tensors are those it names (``config.tensor_names()``), in order.
 ``saved`` are the forward's buffers (:class:`.bptt.Buffers`, empty tensors for options
 that are off), present only when a gradient may be asked for. The state slots come back
 whole (not as views) because a custom op's outputs may not alias each other.
@@ -21,19 +23,22 @@ is refused by ``torch.compile`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..options import NO_TENSORS, PLAIN, TRAINABLE, CellConfig, decode
 from . import bptt, compiled, fused
-from .contract import PLAIN, TENSOR_SLOTS, CellOptions, Recurrence, valid_mask
+from .contract import Recurrence, valid_mask
 from .triton import TritonEngine
 
 #: The engines the op can run, by the name the op is given.
 ENGINES: dict[str, bptt.Engine] = {
-    "fused": fused.TorchEngine(), "compiled": compiled.NumbaEngine(), "triton": TritonEngine()
+    "fused": fused.TorchEngine(),
+    "compiled": compiled.NumbaEngine(),
+    "triton": TritonEngine(),
 }
 
 #: What :class:`.bptt.Buffers` holds after the state slots, in the op's output order.
@@ -41,22 +46,6 @@ _SAVED = (
     "acts", "tanh_cs", "ms", "gate_clipped", "cell_clipped", "c_new", "rec_hat", "rec_rstd",
     "c_hat", "c_rstd",
 )  # fmt: skip
-
-
-def _statics(
-    gate_clip: float | None, cell_clip: float | None, activation: str, recurrent_activation: str,
-    option_tensors: Sequence[Tensor], option_slots: Sequence[int],
-) -> CellOptions:  # fmt: skip
-    """The cell options from the op's arguments: the option tensors that are on, each at
-    its slot of :meth:`.contract.CellOptions.tensors` (op schemas take no list of
-    optional tensors that ``torch.jit.trace`` can record)."""
-    flat: list[Tensor | None] = [None] * TENSOR_SLOTS
-    for slot, t in zip(option_slots, option_tensors):
-        flat[slot] = t
-    return PLAIN._replace(
-        gate_clip=gate_clip, cell_clip=cell_clip, activation=activation,
-        recurrent_activation=recurrent_activation,
-    ).with_tensors(tuple(flat))  # fmt: skip
 
 
 @torch.library.custom_op("lstmkit::recurrence", mutates_args=())
@@ -68,41 +57,39 @@ def recurrence_op(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     option_tensors: list[Tensor],
-    option_slots: list[int],
     reverse: bool,
-    gate_clip: float | None,
-    cell_clip: float | None,
-    activation: str,
-    recurrent_activation: str,
+    config: str,
     engine: str,
     keep: bool,
 ) -> list[Tensor]:
     """One layer-direction's forward on ``engine``: the state slots, the final state and,
     with ``keep``, the buffers the backward needs."""
-    options = _statics(
-        gate_clip, cell_clip, activation, recurrent_activation, option_tensors, option_slots
-    )
+    cell, tensors = _options(config, option_tensors)
     (_, h_n, c_n, _), buf, _ = bptt.forward(
-        ENGINES[engine], xg, h0, c0, weight_hh, weight_hr, lengths, reverse, options, keep=keep
-    )
+        ENGINES[engine], xg, h0, c0, weight_hh, weight_hr, lengths, reverse, cell, tensors,
+        keep=keep,
+    )  # fmt: skip
     out = [buf.hs, buf.cs, h_n, c_n]
     if keep:
         out += [xg.new_empty(0) if getattr(buf, n) is None else getattr(buf, n) for n in _SAVED]
     return out
 
 
+def _options(config: str, option_tensors: list[Tensor]) -> tuple[CellConfig, dict[str, Tensor]]:
+    """The op's configuration and its option tensors by name."""
+    cell = decode(config)
+    return cell, dict(zip(cell.tensor_names(), option_tensors))
+
+
 @recurrence_op.register_fake
-def _(xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, option_slots, reverse,
-      gate_clip, cell_clip, activation, recurrent_activation, engine, keep):  # fmt: skip
+def _(xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, reverse, config, engine,
+      keep):  # fmt: skip
     T, B, G = xg.shape
     H, P = G // 4, h0.shape[1]
     out = [xg.new_empty(T + 1, B, P), xg.new_empty(T + 1, B, H), h0.new_empty(B, P),
            c0.new_empty(B, H)]  # fmt: skip
     if keep:
-        options = _statics(
-            gate_clip, cell_clip, activation, recurrent_activation, option_tensors, option_slots
-        )
-        shapes = _saved_shapes(options, weight_hr is not None, T, B, H)
+        shapes = _saved_shapes(decode(config), weight_hr is not None, T, B, H)
         out += [
             xg.new_empty(0) if shape is None else xg.new_empty(shape, dtype=dtype)
             for shape, dtype in shapes
@@ -111,17 +98,17 @@ def _(xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, option_slots, r
 
 
 def _saved_shapes(
-    options: CellOptions, projected: bool, T: int, B: int, H: int
+    config: CellConfig, projected: bool, T: int, B: int, H: int
 ) -> list[tuple[tuple[int, ...] | None, torch.dtype | None]]:
     """Shape (``None`` when absent) and dtype of each :data:`_SAVED` buffer."""
-    G, norm = 4 * H, options.layer_norm is not None
+    G, norm = 4 * H, config.layer_norm
     return [
         ((T, B, G), None),
         ((T, B, H), None),
         ((T, B, H) if projected else None, None),
-        ((T, B, G) if options.gate_clip is not None else None, torch.bool),
-        ((T, B, H) if options.cell_clip is not None else None, torch.bool),
-        ((T, B, H) if options.zoneout is not None else None, None),
+        ((T, B, G) if config.gate_clip is not None else None, torch.bool),
+        ((T, B, H) if config.cell_clip is not None else None, torch.bool),
+        ((T, B, H) if config.zoneout else None, None),
         ((T, B, G) if norm else None, None),
         ((T, B, 1) if norm else None, None),
         ((T, B, H) if norm else None, None),
@@ -140,25 +127,19 @@ def recurrence_backward_op(
     weight_hr: Tensor | None,
     lengths: Tensor | None,
     option_tensors: list[Tensor],
-    option_slots: list[int],
     saved: list[Tensor],
     reverse: bool,
-    gate_clip: float | None,
-    cell_clip: float | None,
-    activation: str,
-    recurrent_activation: str,
+    config: str,
     engine: str,
 ) -> list[Tensor]:
     """The hand-written backward of :func:`recurrence_op` from the gradients of its
     outputs ``douts = (dhs, dcs, dh_n, dc_n)`` (those not ``douts_given`` are unused):
     ``(dxg, dh0, dc0, dW_hh, dW_hr, *d option_tensors)``, empty tensors where an input
     has no gradient (masks and zoneout keep weights are data)."""
-    options = _statics(
-        gate_clip, cell_clip, activation, recurrent_activation, option_tensors, option_slots
-    )
+    cell, tensors = _options(config, option_tensors)
     hs, cs = saved[0], saved[1]
     named = {n: (None if t.numel() == 0 else t) for n, t in zip(_SAVED, saved[2:])}
-    buf = bptt.Buffers(hs=hs, cs=cs, options=options, **named)
+    buf = bptt.Buffers(hs=hs, cs=cs, config=cell, tensors=tensors, **named)
     T = xg.shape[0]
     valid = None if lengths is None else valid_mask(lengths, T)
     dhs, dcs, dh_n, dc_n = (d if given else None for d, given in zip(douts, douts_given))
@@ -168,28 +149,19 @@ def recurrence_backward_op(
         ENGINES[engine], xg, h0, c0, weight_hh, weight_hr, valid, reverse, buf,
         (dys, dh_n, dc_n, dcs_t),
     )  # fmt: skip
-    dxg, dh0, dc0, dw_hh, dw_hr, *dopts = grads
-    # every slot's gradient, in CellOptions.tensors() order (peepholes, mask, zoneout
-    # keep weights, layer-norm gains); then those of the tensors given
-    by_slot = [*dopts[:3], None, None, None, *dopts[3:]]
-    dgiven = [by_slot[slot] for slot in option_slots]
+    dxg, dh0, dc0, dw_hh, dw_hr, dtensors = grads
+    dgiven = [dtensors.get(name) for name in tensors]
     return [_or_empty(g, xg) for g in (dxg, dh0, dc0, dw_hh, dw_hr, *dgiven)]
 
 
 @recurrence_backward_op.register_fake
-def _(douts, douts_given, xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors,
-      option_slots, saved, reverse, gate_clip, cell_clip, activation, recurrent_activation,
-      engine):  # fmt: skip
+def _(douts, douts_given, xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, saved,
+      reverse, config, engine):  # fmt: skip
     like = (xg, h0, c0, weight_hh, weight_hr)
     grads = [xg.new_empty(0) if t is None else torch.empty_like(t) for t in like]
-    for slot, t in zip(option_slots, option_tensors):
-        differentiable = slot in _DIFFERENTIABLE_SLOTS
-        grads.append(torch.empty_like(t) if differentiable else xg.new_empty(0))
+    for name, t in _options(config, option_tensors)[1].items():
+        grads.append(torch.empty_like(t) if name in TRAINABLE else xg.new_empty(0))
     return grads
-
-
-#: The option slots that are parameters (peepholes, layer-norm gains); the others are data.
-_DIFFERENTIABLE_SLOTS = frozenset((0, 1, 2, 6, 7, 8))
 
 
 def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
@@ -197,16 +169,16 @@ def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
 
 
 def _setup_context(ctx: Any, inputs: tuple, output: list[Tensor]) -> None:
-    (xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, option_slots, reverse,
-     gate_clip, cell_clip, activation, recurrent_activation, engine, keep) = inputs  # fmt: skip
+    (xg, h0, c0, weight_hh, weight_hr, lengths, option_tensors, reverse, config, engine,
+     keep) = inputs  # fmt: skip
     if not keep:
         raise RuntimeError(
             "lstmkit::recurrence was traced without its backward buffers (keep=False) "
             "but a gradient is needed: trace the call with gradients enabled"
         )
-    ctx.statics = (reverse, gate_clip, cell_clip, activation, recurrent_activation, engine)
+    ctx.statics = (reverse, config, engine)
     ctx.has = (weight_hr is not None, lengths is not None, len(option_tensors))
-    ctx.option_slots = list(option_slots)
+    ctx.trainable = [name in TRAINABLE for name in decode(config).tensor_names()]
     present = [t for t in (weight_hr, lengths, *option_tensors) if t is not None]
     ctx.save_for_backward(xg, h0, c0, weight_hh, *present, output[0], output[1], *output[4:])
 
@@ -223,14 +195,12 @@ def _backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
     douts = [xg.new_empty(0) if d is None else d for d in grads[:4]]
     got = recurrence_backward_op(
         douts, [d is not None for d in grads[:4]], xg, h0, c0, weight_hh, weight_hr, lengths,
-        option_tensors, ctx.option_slots, buffers, *ctx.statics,
+        option_tensors, buffers, *ctx.statics,
     )  # fmt: skip
     dxg, dh0, dc0, dw_hh, dw_hr, *dopts = got
     dw_hr = dw_hr if has_hr else None
-    dopts = [d if s in _DIFFERENTIABLE_SLOTS else None for d, s in zip(dopts, ctx.option_slots)]
-    # torch.library's input structure: an empty list stays a list, a list of ints is a leaf
-    dslots = None if ctx.option_slots else []
-    return dxg, dh0, dc0, dw_hh, dw_hr, None, dopts, dslots, *(None,) * 7
+    dopts = [d if trainable else None for d, trainable in zip(dopts, ctx.trainable)]
+    return dxg, dh0, dc0, dw_hh, dw_hr, None, dopts, *(None,) * 4
 
 
 recurrence_op.register_autograd(_backward, setup_context=_setup_context)
@@ -250,20 +220,18 @@ def op_recurrence(engine: str) -> Recurrence:
         lengths: Tensor | None = None,
         reverse: bool = False,
         cell_states: bool = False,
-        options: CellOptions = PLAIN,
+        config: CellConfig = PLAIN,
+        tensors: Mapping[str, Tensor] = NO_TENSORS,
     ) -> tuple[Tensor, ...]:
-        tensors = options.tensors()
-        inputs = (xg, h0, c0, weight_hh, weight_hr, *tensors)
+        values = [tensors[name] for name in config.tensor_names()]
+        inputs = (xg, h0, c0, weight_hh, weight_hr, *values)
         # keep the backward's buffers when a gradient may follow; a jit trace is recorded
         # once (and checked again without grad), so there it depends on the tensors only
         grad_mode = torch.is_grad_enabled() or torch.jit.is_tracing()
         keep = grad_mode and any(t is not None and t.requires_grad for t in inputs)
-        slots = [k for k, t in enumerate(tensors) if t is not None]
         hs, cs, *_ = out = recurrence_op(
-            xg, h0, c0, weight_hh, weight_hr, lengths, [tensors[k] for k in slots], slots,
-            reverse,
-            options.gate_clip, options.cell_clip, options.activation,
-            options.recurrent_activation, engine, keep,
+            xg, h0, c0, weight_hh, weight_hr, lengths, values, reverse, config.encode(), engine,
+            keep,
         )  # fmt: skip
         valid = None if lengths is None else valid_mask(lengths, xg.shape[0])
         ys, _, _, cs_t = bptt.results(hs, cs, valid, reverse)
@@ -271,7 +239,6 @@ def op_recurrence(engine: str) -> Recurrence:
         return (ys, h_n, c_n, cs_t) if cell_states else (ys, h_n, c_n)
 
     return run_recurrence
-
 
 
 #: The traced form of each engine's backend entry point.

@@ -9,11 +9,17 @@ starts at each sequence's own last step.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
 from ..cell import cell_step
-from .contract import PLAIN, CellOptions, valid_mask
+from ..options import CELL_OPTIONS, NO_TENSORS, PLAIN, CellConfig
+from .contract import at_step, valid_mask
+
+#: The cell options this backend implements (all of them).
+OPTIONS = CELL_OPTIONS
 
 
 def run_recurrence(
@@ -26,20 +32,19 @@ def run_recurrence(
     lengths: Tensor | None = None,
     reverse: bool = False,
     cell_states: bool = False,
-    options: CellOptions = PLAIN,
+    config: CellConfig = PLAIN,
+    tensors: Mapping[str, Tensor] = NO_TENSORS,
 ) -> tuple[Tensor, ...]:
     """Run one layer-direction over time; see :mod:`lstmkit.backends.contract`."""
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
     xs = xg.unbind(0)  # T x (B, 4H); never xg[t] under autograd (see PERFORMANCE.md)
     valid = None if lengths is None else valid_mask(lengths, xg.shape[0]).unbind(0)
-    kwargs, zoneout = options.cell_kwargs(), options.zoneout
     h, c = h0, c0
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        if zoneout is not None:
-            kwargs["zoneout"] = (zoneout[0][t], zoneout[1][t])
-        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, **kwargs)
+        step = at_step(tensors, t)
+        h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, config, step)
         if valid is None:
             h, c = h_new, c_new
             ys[t], cs[t] = h, c

@@ -5,10 +5,13 @@ mirror of both in the backward. The engine supplies only the cell itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
 from ..gemm import StepGemm
+from ..options import NO_TENSORS
 from .bptt import Buffers
 
 
@@ -25,9 +28,8 @@ class ForwardSteps:
 
     def h_in(self, prev: int) -> Tensor:
         """``h_{t-1}`` as the recurrent product sees it (masked by recurrent dropout)."""
-        mask = self.buf.options.recurrent_mask
         h = self.buf.hs[prev]
-        return h if mask is None else h * mask
+        return h * self.buf.tensors["recurrent_mask"] if self.buf.config.recurrent_dropout else h
 
     def finish(self, t: int, prev: int, nxt: int) -> None:
         """After the cell wrote step ``t``'s ``m`` (or ``h``): project it into ``h``, mix
@@ -37,11 +39,10 @@ class ForwardSteps:
             h = self.project.mm(buf.ms[t], out=buf.hs[nxt])
             if h is not buf.hs[nxt]:
                 buf.hs[nxt].copy_(h)
-        if buf.options.zoneout is not None:  # h_t = k h_{t-1} + (1 - k) h_new, likewise c
-            keep_h, keep_c = buf.options.zoneout
+        if buf.config.zoneout:  # h_t = k h_{t-1} + (1 - k) h_new, likewise c
             buf.c_new[t].copy_(buf.cs[nxt])
-            buf.hs[nxt].lerp_(buf.hs[prev], keep_h[t])
-            buf.cs[nxt].lerp_(buf.cs[prev], keep_c[t])
+            buf.hs[nxt].lerp_(buf.hs[prev], buf.tensors["zoneout_h"][t])
+            buf.cs[nxt].lerp_(buf.cs[prev], buf.tensors["zoneout_c"][t])
         if self.valid is not None:
             torch.where(self.valid[t], buf.hs[nxt], buf.hs[prev], out=buf.hs[nxt])
             torch.where(self.valid[t], buf.cs[nxt], buf.cs[prev], out=buf.cs[nxt])
@@ -52,14 +53,14 @@ class BackwardSteps:
 
     def __init__(
         self, w_hh: Tensor, w_hr: Tensor | None, valid: Tensor | None, dys: Tensor,
-        dcs: Tensor | None, dhs: Tensor | None, recurrent_mask: Tensor | None = None,
-        zoneout: tuple[Tensor, Tensor] | None = None,
+        dcs: Tensor | None, dhs: Tensor | None, tensors: Mapping[str, Tensor] = NO_TENSORS,
     ) -> None:  # fmt: skip
         batch = dys.shape[1]
         self.recurrent_t = StepGemm(w_hh.t(), batch)  # dgates W_hh
         self.project_t = StepGemm(w_hr.t(), batch) if w_hr is not None else None  # dh W_hr
         self.valid, self.dys, self.dcs, self.dhs = valid, dys, dcs, dhs
-        self.recurrent_mask, self.zoneout = recurrent_mask, zoneout
+        self.recurrent_mask = tensors.get("recurrent_mask")  # the options' tensors, if on
+        self.keep = tensors.get("zoneout_h"), tensors.get("zoneout_c")
         self.passing: tuple[Tensor, Tensor] | None = None
         self.keeping: tuple[Tensor, Tensor] | None = None
 
@@ -75,8 +76,8 @@ class BackwardSteps:
             self.passing = dh.masked_fill(v, 0.0), dc.masked_fill(v, 0.0)
             dh = (dh + self.dys[t]).masked_fill(~v, 0.0)
             dc = dc_out.masked_fill(~v, 0.0)
-        if self.zoneout is not None:  # the kept share goes straight to the previous state
-            keep_h, keep_c = self.zoneout[0][t], self.zoneout[1][t]
+        if self.keep[0] is not None:  # the kept share goes straight to the previous state
+            keep_h, keep_c = self.keep[0][t], self.keep[1][t]
             self.keeping = dh * keep_h, dc * keep_c
             dh, dc = dh - self.keeping[0], dc - self.keeping[1]
         if self.project_t is None:

@@ -87,13 +87,14 @@ def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
 def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
     """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
     the activation codes."""
-    opt = buf.options
+    cfg, ten = buf.config, buf.tensors
     peep = np.empty((0, 0), _NUMPY[dtype])
-    if opt.peephole is not None:
-        peep = torch.stack([w.detach() for w in opt.peephole]).numpy()
-    limits = [np.inf if v is None else v for v in (opt.gate_clip, opt.cell_clip)]
+    if cfg.peephole:
+        names = ("weight_ci", "weight_cf", "weight_co")
+        peep = torch.stack([ten[n].detach() for n in names]).numpy()
+    limits = [np.inf if v is None else v for v in (cfg.gate_clip, cfg.cell_clip)]
     kinds = np.array(
-        [numerics.GATE_KINDS[opt.recurrent_activation], numerics.CELL_KINDS[opt.activation]]
+        [numerics.GATE_KINDS[cfg.recurrent_activation], numerics.CELL_KINDS[cfg.activation]]
     )
     return peep, np.array(limits, _NUMPY[dtype]), kinds
 
@@ -101,7 +102,7 @@ def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
 def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
     """Layer normalisation for the kernels: the gains and bias, then the (T, B, N)
     buffers of the normalised values and 1/std (all empty when off)."""
-    gains = buf.options.layer_norm or (None, None, None)
+    gains = [buf.tensors.get(n) for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
     return (
         *(_np(None if g is None else g.detach(), dtype, 1) for g in gains),
         *(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
@@ -111,7 +112,7 @@ def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
 def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
     buffer (empty when off)."""
-    keep = buf.options.zoneout or (None, None)
+    keep = buf.tensors.get("zoneout_h"), buf.tensors.get("zoneout_c")
     return (*(_np(None if k is None else k.contiguous(), dtype, 3) for k in keep),
             _np(buf.c_new, dtype, 3))  # fmt: skip
 
@@ -136,7 +137,7 @@ class NumbaEngine:
             loops.forward, B, _weights(w_hh, w_hr, True, dtype), _np(xg.contiguous(), dtype),
             _valid(valid), reverse,
             *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
-            peep, clips, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            peep, clips, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
             _norm(buf, dtype), _zoneout(buf, dtype),
         )  # fmt: skip
 
@@ -160,7 +161,7 @@ class NumbaEngine:
             loops.backward, B, _weights(w_hh, w_hr, False, dtype), _np(dys, dtype),
             _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
             *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, grads.dgates, grads.dhs)),
-            peep, gmasks, cmasks, _np(buf.options.recurrent_mask, dtype), kinds,
+            peep, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
             _norm(buf, dtype), _zoneout(buf, dtype),
             *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
         )  # fmt: skip

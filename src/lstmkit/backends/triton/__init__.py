@@ -17,15 +17,13 @@ Importing this package does not import triton.
 
 from __future__ import annotations
 
+from ...options import CELL_OPTIONS
 from .. import bptt
 from .availability import DTYPES, INSTALL, interpreting, unsupported
 from .engine import TritonEngine
 
 #: The cell options the kernels implement (all of them).
-OPTIONS = frozenset({
-    "peephole", "gate_clip", "cell_clip", "recurrent_mask", "zoneout", "layer_norm",
-    "activation", "recurrent_activation",
-})  # fmt: skip
+OPTIONS = CELL_OPTIONS
 
 #: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
 run_recurrence = bptt.recurrence(TritonEngine())

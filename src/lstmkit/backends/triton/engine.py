@@ -21,6 +21,7 @@ import contextlib
 import torch
 from torch import Tensor
 
+from ...options import CellConfig
 from ..bptt import Buffers, Grads, slots, steps
 from .availability import input_precision, kernels, upcast
 from .blocks import cdiv, dot_tiles, pointwise_tiles, row_tiles
@@ -54,22 +55,16 @@ class TritonEngine:
         if B == 0:
             return
         xg, w_hh, w_hr, valid = _c(xg), _c(w_hh), _c(w_hr), _c(valid)
-        opt = buf.options
+        cfg = buf.config
         keep = buf.acts.stride(0) != 0  # all T per-step slots, else one reused slot
-        peep = [_c(w) for w in opt.peephole] if opt.peephole is not None else [None] * 3
-        norm = [_c(w) for w in opt.layer_norm] if opt.layer_norm is not None else [None] * 3
-        mask = _c(opt.recurrent_mask)
-        k_h, k_c = [_c(k) for k in opt.zoneout] if opt.zoneout is not None else (None, None)
+        peep, norm, mask, (k_h, k_c) = _option_tensors(buf)
         carry = None  # 16-bit buffers: c carried in float32 across steps
         if xg.dtype != torch.float32:
             carry = buf.cs[T if reverse else 0].float().contiguous()
         flags = dict(
-            PEEP=opt.peephole is not None, GCLIP=opt.gate_clip is not None,
-            CCLIP=opt.cell_clip is not None, MASK=mask is not None, ZONE=k_h is not None,
-            NORM=opt.layer_norm is not None, VALID=valid is not None,
-            PROJ=w_hr is not None, CARRY=carry is not None,
-            GATE_ACT=GATE_CODES[opt.recurrent_activation], CELL_ACT=CELL_CODES[opt.activation],
-            UPCAST=upcast(xg), PREC=input_precision(xg),
+            **_option_flags(cfg), MASK=mask is not None, VALID=valid is not None,
+            PROJ=w_hr is not None, CARRY=carry is not None, UPCAST=upcast(xg),
+            PREC=input_precision(xg),
         )  # fmt: skip
         norm_on = flags["NORM"]
         tiles = row_tiles(B, H) if norm_on else dot_tiles(B, H, P)
@@ -89,7 +84,7 @@ class TritonEngine:
                     buf.acts, buf.tanh_cs, buf.ms, buf.c_new, buf.gate_clipped, buf.cell_clipped,
                     buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd,
                     *peep, *norm, valid, k_h, k_c,
-                    B, t, prev, nxt, ts, opt.gate_clip or 0.0, opt.cell_clip or 0.0,
+                    B, t, prev, nxt, ts, cfg.gate_clip or 0.0, cfg.cell_clip or 0.0,
                     H=H, P=P, BB=tiles.rows, BH=tiles.cols, BK=tiles.inner, **flags,
                 )  # fmt: skip
                 if w_hr is not None:  # h_t = m_t W_hr^T, then zoneout and lengths
@@ -117,19 +112,14 @@ class TritonEngine:
         if B == 0:
             return dh, dc
         w_hh, w_hr, valid = _c(w_hh), _c(w_hr), _c(valid)
-        opt = buf.options
-        peep = [_c(w) for w in opt.peephole] if opt.peephole is not None else [None] * 3
-        norm = [_c(w) for w in opt.layer_norm[:2]] if opt.layer_norm is not None else [None] * 2
-        mask = _c(opt.recurrent_mask)
-        k_h, k_c = [_c(k) for k in opt.zoneout] if opt.zoneout is not None else (None, None)
+        peep, norm, mask, (k_h, k_c) = _option_tensors(buf)
+        norm = norm[:2]  # the backward needs no beta_c
         dh32 = dh.to(torch.float32, copy=True).contiguous()  # (B, P), carried across steps
         dc32 = dc.to(torch.float32, copy=True).contiguous()  # (B, H)
-        norm_on = opt.layer_norm is not None
+        norm_on = buf.config.layer_norm
         flags = dict(
-            PEEP=opt.peephole is not None, GCLIP=opt.gate_clip is not None,
-            CCLIP=opt.cell_clip is not None, ZONE=k_h is not None, NORM=norm_on,
-            VALID=valid is not None, PROJ=w_hr is not None, DCS=dcs is not None,
-            GATE_ACT=GATE_CODES[opt.recurrent_activation], CELL_ACT=CELL_CODES[opt.activation],
+            **_option_flags(buf.config), VALID=valid is not None, PROJ=w_hr is not None,
+            DCS=dcs is not None,
         )  # fmt: skip
         tiles = row_tiles(B, H) if norm_on else pointwise_tiles(B, H)
         grid = (cdiv(B, tiles.rows), cdiv(H, tiles.cols))
@@ -158,6 +148,32 @@ class TritonEngine:
                     a2_off=t * B * P, valid=valid, keep=k_h, t=t,
                 )  # fmt: skip
         return dh32.to(dh.dtype), dc32.to(dc.dtype)
+
+
+def _option_tensors(buf: Buffers) -> tuple[list, list, Tensor | None, list]:
+    """The options' tensors as the kernels take them, contiguous, ``None`` when off:
+    peepholes ``[w_ci, w_cf, w_co]``, layer norm ``[g_hh, g_c, beta_c]``, the recurrent
+    mask, zoneout's ``[keep_h, keep_c]``."""
+    ten = buf.tensors
+
+    def named(*names: str) -> list[Tensor | None]:
+        return [_c(ten.get(n)) for n in names]
+
+    return (
+        named("weight_ci", "weight_cf", "weight_co"),
+        named("ln_weight_hh", "ln_weight_c", "ln_bias_c"),
+        _c(ten.get("recurrent_mask")),
+        named("zoneout_h", "zoneout_c"),
+    )
+
+
+def _option_flags(cfg: CellConfig) -> dict[str, object]:
+    """The kernels' compile-time switches for ``cfg``'s options."""
+    return dict(
+        PEEP=cfg.peephole, GCLIP=cfg.gate_clip is not None, CCLIP=cfg.cell_clip is not None,
+        ZONE=cfg.zoneout, NORM=cfg.layer_norm, GATE_ACT=GATE_CODES[cfg.recurrent_activation],
+        CELL_ACT=CELL_CODES[cfg.activation],
+    )  # fmt: skip
 
 
 class _Matmul:

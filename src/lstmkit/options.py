@@ -1,0 +1,380 @@
+"""The cell options of :class:`lstmkit.LSTM` and :class:`lstmkit.LSTMCell`, declared once.
+
+Each :class:`Option` below says everything lstmkit needs to know about one keyword-only
+option: its default, its check and message, the parameters it registers (shapes and
+initial values), the tensors a backend receives for it, its ONNX mapping and its help
+line. Everything else derives from :data:`OPTIONS`: the modules' attributes, checks and
+``repr``, their ``state_dict`` names, :func:`lstmkit.functional.lstm`'s keywords, what a
+backend receives (:class:`CellConfig` and named tensors), ``lstmkit train``'s flags,
+``lstmkit bench --options``' rows and the ONNX export's refusals. The cell mathematics
+is written once per language (torch ops in :mod:`lstmkit.cell`, the numba rows, the
+Triton kernels, the ONNX ``Scan`` body), reading the configuration and the tensors by name.
+
+A backend receives, per layer-direction and call:
+
+* a :class:`CellConfig`: hashable, the same object for every call of one module
+  configuration; an option whose work needs tensors reads as ``True`` exactly when
+  its tensors are given;
+* a mapping of named tensors (:data:`TENSORS`), shapes with ``T`` time, ``B`` batch,
+  ``H`` hidden units, ``P`` width of ``h``: ``weight_ci``, ``weight_cf``, ``weight_co``
+  ``(H,)``; ``recurrent_mask`` ``(B, P)``; ``zoneout_h`` ``(T, B, P)`` and
+  ``zoneout_c`` ``(T, B, H)``; ``ln_weight_hh`` ``(4H,)``, ``ln_weight_c``,
+  ``ln_bias_c`` ``(H,)``.
+
+This module imports no torch (``lstmkit train --help`` reads it).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+#: ``activation=``: the keys of :data:`lstmkit.activations.CELL_ACTIVATIONS`.
+CELL_ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "softsign")
+
+#: ``recurrent_activation=``: the keys of :data:`lstmkit.activations.GATE_ACTIVATIONS`.
+GATE_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "hardsigmoid")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A parameter an option registers per layer-direction: ``<name>_l{k}`` on
+    :class:`lstmkit.LSTM`, ``<name>`` on :class:`lstmkit.LSTMCell`; ``gates`` says whether
+    it has ``4H`` entries (else ``H``); ``init`` is its constant initial value, ``None``
+    for U(-1/sqrt(H), 1/sqrt(H)) like torch's weights."""
+
+    name: str
+    gates: bool = False
+    init: float | None = None
+
+    def shape(self, hidden_size: int) -> tuple[int]:
+        return (4 * hidden_size if self.gates else hidden_size,)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword-only cell option.
+
+    ``check(value)`` returns the value as the module keeps it, or raises ``TypeError``
+    / ``ValueError`` naming the option. ``parameters`` are registered when it is on
+    (then it can only be set at construction). ``tensors`` are what a backend receives
+    for it by name; ``trainable`` says they are parameters (they get gradients), else
+    they are data drawn per call (masks). ``per_step`` tensors have a leading time axis.
+    ``in_cell=False`` options act at initialisation only (a backend never sees them).
+    ``onnx`` names the ONNX ``LSTM`` operator's attribute or input that expresses it;
+    ``None`` where a ``Scan`` of the cell is needed (only when the option is on).
+    ``example`` is a value that turns it on (``lstmkit bench --options``, ``lstmkit
+    train --compare``, tests); ``metavar``/``choices`` shape its command-line flag.
+    """
+
+    name: str
+    default: object
+    check: Callable[[object], object]
+    help: str
+    example: object
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+    tensors: tuple[str, ...] = ()
+    trainable: bool = False
+    per_step: bool = False
+    in_cell: bool = True
+    needs_bias: bool = False
+    onnx: str | None = None
+
+    @property
+    def flag(self) -> str:
+        """Its command-line flag: ``--gate-clip`` for ``gate_clip``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def variant(self) -> str:
+        """Its name as a row or variant (an activation by the value it switches to)."""
+        return self.example if isinstance(self.example, str) else self.name
+
+    def is_on(self, value: object) -> bool:
+        """Whether ``value`` turns the option on (a pair: either of its values)."""
+        if isinstance(value, (tuple, list)):
+            return any(v != self.default for v in value)
+        return value != self.default
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    return value
+
+
+def _number(name: str, value: object, expected: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} should be {expected}, got: {type(value).__name__}")
+    return float(value)
+
+
+def check_clip(name: str, value: object) -> float | None:
+    """A clip: ``None`` (off) or a positive finite number."""
+    if value is None:
+        return None
+    limit = _number(name, value, "a positive number or None")
+    if not (math.isfinite(limit) and limit > 0):
+        raise ValueError(f"{name} should be a positive finite number or None, got {value}")
+    return limit
+
+
+def check_probability(name: str, value: object) -> float:
+    """A dropout-like probability in ``[0, 1)``."""
+    p = _number(name, value, "a number in [0, 1)")
+    if not 0 <= p < 1:
+        raise ValueError(f"{name} should be in [0, 1), got {value}")
+    return p
+
+
+def check_zoneout(value: object) -> float | tuple[float, float]:
+    """``zoneout``: one rate for h and c, or a pair ``(p_h, p_c)``, each in ``[0, 1)``."""
+    if not isinstance(value, (tuple, list)):
+        return check_probability("zoneout", value)
+    if len(value) != 2:
+        raise ValueError(f"zoneout should be a rate or a pair (p_h, p_c), got {value!r}")
+    return check_probability("zoneout", value[0]), check_probability("zoneout", value[1])
+
+
+def zoneout_rates(value: object) -> tuple[float, float]:
+    """The checked ``zoneout`` value as the pair ``(p_h, p_c)``."""
+    rates = check_zoneout(value)
+    return rates if isinstance(rates, tuple) else (rates, rates)
+
+
+def _check_choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
+def check_forget_bias(value: object) -> float:
+    """``forget_bias``: a finite number."""
+    bias = _number("forget_bias", value, "a number")
+    if not math.isfinite(bias):
+        raise ValueError(f"forget_bias should be finite, got {value}")
+    return bias
+
+
+#: Every cell option, in the order of the modules' keywords and ``repr``.
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "peephole", False, functools.partial(check_bool, "peephole"),
+        "peephole connections from c to the gates i, f, o", True,
+        parameters=tuple(Parameter(f"weight_c{g}") for g in "ifo"),
+        tensors=("weight_ci", "weight_cf", "weight_co"), trainable=True, onnx="P",
+    ),
+    Option(
+        "gate_clip", None, functools.partial(check_clip, "gate_clip"),
+        "clamp every gate pre-activation to [-X, X]", 3.0, metavar="X", onnx="clip",
+    ),
+    Option(
+        "cell_clip", None, functools.partial(check_clip, "cell_clip"),
+        "clamp the cell state c to [-X, X] after each update", 10.0, metavar="X",
+    ),
+    Option(
+        "recurrent_dropout", 0.0, functools.partial(check_probability, "recurrent_dropout"),
+        "variational dropout on h before W_hh, in [0, 1) (training)", 0.25, metavar="P",
+        tensors=("recurrent_mask",), onnx="training only",
+    ),
+    Option(
+        "zoneout", 0.0, check_zoneout,
+        "zoneout rate for h and c, in [0, 1) (training; eval mixes by the rate)", 0.1,
+        metavar="P", tensors=("zoneout_h", "zoneout_c"), per_step=True,
+    ),
+    Option(
+        "layer_norm", False, functools.partial(check_bool, "layer_norm"),
+        "layer normalisation of the gates and the cell state", True,
+        parameters=(
+            Parameter("ln_weight_ih", gates=True, init=1.0),
+            Parameter("ln_weight_hh", gates=True, init=1.0),
+            Parameter("ln_weight_c", init=1.0),
+            Parameter("ln_bias_c", init=0.0),
+        ),
+        tensors=("ln_weight_hh", "ln_weight_c", "ln_bias_c"), trainable=True,
+    ),
+    Option(
+        "activation", "tanh", _check_choice("activation", CELL_ACTIVATIONS),
+        "activation of g and of c before o", "softsign", choices=CELL_ACTIVATIONS,
+        onnx="activations",
+    ),
+    Option(
+        "recurrent_activation", "sigmoid", _check_choice("recurrent_activation", GATE_ACTIVATIONS),
+        "activation of the gates i, f, o", "hardsigmoid", choices=GATE_ACTIVATIONS,
+        onnx="activations",
+    ),
+    Option(
+        "forget_bias", 0.0, check_forget_bias,
+        "added to the forget gate's input bias at initialisation", 1.0, metavar="B",
+        in_cell=False, needs_bias=True, onnx="B",
+    ),
+)  # fmt: skip
+
+#: The options by name.
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+#: The names of the options a backend implements or refuses (all but initialisation ones).
+CELL_OPTIONS: frozenset[str] = frozenset(o.name for o in OPTIONS if o.in_cell)
+
+#: The option each backend tensor belongs to, by tensor name, in :data:`OPTIONS` order.
+TENSORS: dict[str, Option] = {t: o for o in OPTIONS for t in o.tensors}
+
+#: The tensors that are parameters (a backend returns their gradients).
+TRAINABLE: frozenset[str] = frozenset(t for t, o in TENSORS.items() if o.trainable)
+
+#: The tensors with a leading time axis (step ``t`` uses ``tensor[t]``).
+PER_STEP: frozenset[str] = frozenset(t for t, o in TENSORS.items() if o.per_step)
+
+#: Every parameter an option may register.
+PARAMETERS: tuple[Parameter, ...] = tuple(p for o in OPTIONS for p in o.parameters)
+
+#: The options a call of the recurrence takes as values (the rest come with the weights).
+CALL_OPTIONS: tuple[str, ...] = tuple(o.name for o in OPTIONS if o.in_cell and not o.parameters)
+
+
+def defaults() -> dict[str, object]:
+    """Every option at its default (all off)."""
+    return {o.name: o.default for o in OPTIONS}
+
+
+def checked(values: dict[str, object], bias: bool = True) -> dict[str, object]:
+    """``values`` (option names to values; missing ones take their defaults) after each
+    option's check, in :data:`OPTIONS` order; ``TypeError`` for an unknown name."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise TypeError(f"unknown cell option(s) {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    out = {}
+    for option in OPTIONS:
+        value = option.check(values.get(option.name, option.default))
+        if option.needs_bias and option.is_on(value) and bias is not True:
+            raise ValueError(
+                f"{option.name}={value} needs bias=True: it is added to bias_ih's forget slice"
+            )
+        out[option.name] = value
+    return out
+
+
+def used(values: dict[str, object]) -> list[str]:
+    """The names of the options in ``values`` set away from their defaults."""
+    return [o.name for o in OPTIONS if o.is_on(values.get(o.name, o.default))]
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    """What a backend's time loop is asked to do, besides its tensors: hashable, built
+    once per module configuration (:func:`cell_config`). An option with tensors
+    (``peephole``, ``recurrent_dropout``, ``zoneout``, ``layer_norm``) is ``True`` exactly
+    when its tensors are given (``recurrent_dropout`` is then off in eval mode); the
+    others hold their values. A test checks these fields are the table's cell options."""
+
+    peephole: bool = False
+    gate_clip: float | None = None
+    cell_clip: float | None = None
+    recurrent_dropout: bool = False
+    zoneout: bool = False
+    layer_norm: bool = False
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+
+    def used(self) -> tuple[str, ...]:
+        """The names of the options that are on (what a backend must implement)."""
+        return tuple(
+            f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default
+        )
+
+    def tensor_names(self) -> tuple[str, ...]:
+        """The names of the tensors a backend receives with this configuration, in
+        :data:`TENSORS` order (how autograd Functions and custom ops flatten them)."""
+        return tuple(t for t, option in TENSORS.items() if getattr(self, option.name))
+
+    def encode(self) -> str:
+        """This configuration as a string (a custom op's argument); :func:`decode`."""
+        return repr(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+
+
+PLAIN = CellConfig()
+
+#: No option tensors (the default of every backend and of the cell).
+NO_TENSORS: Mapping[str, Any] = MappingProxyType({})
+
+
+@functools.cache
+def decode(text: str) -> CellConfig:
+    """The :class:`CellConfig` :meth:`CellConfig.encode` wrote."""
+    return CellConfig(*ast.literal_eval(text))
+
+
+#: The configurations made so far (a plain dict, not ``functools``' caches, which
+#: ``torch.compile`` does not trace through).
+_CONFIGS: dict[tuple, CellConfig] = {}
+
+
+def cell_config(settings: tuple[tuple[str, object], ...], given: frozenset[str]) -> CellConfig:
+    """The :class:`CellConfig` of a call: ``settings`` are ``(name, value)`` pairs of the
+    options a call takes as values (:data:`CALL_OPTIONS`), ``given`` the names of the
+    tensors it passes. One object per module configuration and mode."""
+    config = _CONFIGS.get((settings, given))
+    if config is None:
+        config = _CONFIGS[settings, given] = _cell_config(dict(settings), given)
+    return config
+
+
+def _cell_config(values: dict[str, object], given: frozenset[str]) -> CellConfig:
+    fields = {}
+    for option in OPTIONS:
+        if not option.in_cell:
+            continue
+        if option.tensors:
+            fields[option.name] = all(t in given for t in option.tensors)
+        else:
+            fields[option.name] = values.get(option.name, option.default)
+    return CellConfig(**fields)
+
+
+def call_settings(options: Mapping[str, object]) -> tuple[tuple[str, object], ...]:
+    """The options a call of :func:`lstmkit.functional.lstm` takes as values
+    (:data:`CALL_OPTIONS`), checked, defaults filled in, as hashable ``(name, value)``
+    pairs (``zoneout`` as its pair of rates): the ``settings`` of :func:`cell_config`.
+    ``TypeError`` names an option that is not a call's (or unknown)."""
+    items = tuple(options.items())
+    try:
+        settings = _SETTINGS.get(items)
+    except TypeError:  # an unhashable value (a list for zoneout): check it uncached
+        return _call_settings(items)
+    if settings is None:
+        settings = _SETTINGS[items] = _call_settings(items)
+    return settings
+
+
+#: The checked settings of the calls so far, by their keywords (as :data:`_CONFIGS`).
+_SETTINGS: dict[tuple, tuple[tuple[str, object], ...]] = {}
+
+
+def _call_settings(items: tuple[tuple[str, object], ...]) -> tuple[tuple[str, object], ...]:
+    misplaced = sorted({name for name, _ in items} - set(CALL_OPTIONS))
+    if misplaced:
+        raise TypeError(
+            f"unexpected cell option(s) {', '.join(misplaced)} for a call; it takes "
+            f"{', '.join(CALL_OPTIONS)} (peepholes and layer norm come with the weights, "
+            "forget_bias is an initialisation)"
+        )
+    values = checked(dict(items))
+    values["zoneout"] = zoneout_rates(values["zoneout"])
+    return tuple((name, values[name]) for name in CALL_OPTIONS)
+
+
+def beyond_onnx_operator(used_options: Iterable[str]) -> list[str]:
+    """The options among ``used_options`` (names of options that are on) the ONNX
+    ``LSTM`` operator cannot express: a ``Scan`` of the cell exports them."""
+    return [name for name in used_options if BY_NAME[name].onnx is None]

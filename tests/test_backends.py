@@ -107,7 +107,7 @@ def test_auto_serves_half_precision(dtype: torch.dtype) -> None:
 
 def test_rational_activations_accuracy() -> None:
     """The float32 kernels' tanh and sigmoid against float64, over every regime."""
-    from numba import njit
+    njit = pytest.importorskip("numba").njit
 
     from lstmkit.backends.numba import numerics
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 import lstmkit
-from lstmkit import cli_names
+from lstmkit import cli_names, options
 from lstmkit.bench import catalog
 from lstmkit.cli import build_parser, main
 
@@ -64,19 +64,36 @@ def test_choices_are_the_librarys() -> None:
     from lstmkit.backends import BACKEND_NAMES
 
     assert cli_names.BACKEND_NAMES == BACKEND_NAMES
-    assert tuple(CELL_ACTIVATIONS) == cli_names.CELL_ACTIVATIONS
-    assert tuple(GATE_ACTIVATIONS) == cli_names.GATE_ACTIVATIONS
+    assert tuple(CELL_ACTIVATIONS) == options.CELL_ACTIVATIONS
+    assert tuple(GATE_ACTIVATIONS) == options.GATE_ACTIVATIONS
     assert tuple(f"lstmkit-{b}" for b in BACKEND_NAMES) == catalog.BACKEND_IMPLS
 
 
 def test_train_knows_the_librarys_option_defaults() -> None:
-    """``lstmkit train`` passes lstmkit.LSTM only the options set away from these."""
-    from lstmkit._options import OPTION_DEFAULTS
+    """``lstmkit train`` passes lstmkit.LSTM only the options set away from these: its
+    keywords' defaults, every cell option among them, each with a flag."""
+    import inspect
+
     from lstmkit.train.command import LSTM_DEFAULTS
 
-    assert {k: v for k, v in LSTM_DEFAULTS.items() if k in OPTION_DEFAULTS} == OPTION_DEFAULTS
+    signature = inspect.signature(lstmkit.LSTM).parameters
+    assert {k: signature[k].default for k in LSTM_DEFAULTS} == LSTM_DEFAULTS
+    assert options.defaults().items() <= LSTM_DEFAULTS.items()
     args = build_parser().parse_args(["train"])
     assert all(getattr(args, k) == v for k, v in LSTM_DEFAULTS.items())
+
+
+def test_train_flags_and_variants_follow_the_option_table() -> None:
+    """Every cell option has its flag, taking the option's example value, and its
+    ``--compare`` variant."""
+    from lstmkit.train.arguments import VARIANTS
+
+    for option in options.OPTIONS:
+        flag = [] if option.example is True else [str(option.example)]
+        args = build_parser().parse_args(["train", option.flag, *flag])
+        assert getattr(args, option.name) == option.example, option.name
+        if option.in_cell:
+            assert VARIANTS[option.variant] == {option.name: option.example}
 
 
 @pytest.mark.parametrize(
@@ -90,7 +107,8 @@ def test_train_knows_the_librarys_option_defaults() -> None:
         (["bench", "--rounds", "0"], "--rounds", "expected an integer of at least 1, got '0'"),
         (["bench", "--threads", "0"], "--threads", "expected an integer of at least 1"),
         (["bench", "--json", "--markdown"], "--markdown", "not allowed with argument --json"),
-        (["train", "--zoneout", "1.5"], "--zoneout", "expected a number in [0, 1), got '1.5'"),
+        (["train", "--zoneout", "1.5"], "--zoneout", "zoneout should be in [0, 1), got 1.5"),
+        (["train", "--zoneout", "x"], "--zoneout", "expected a number, got 'x'"),
         (["train", "--recurrent-dropout", "-0.1"], "--recurrent-dropout", "in [0, 1)"),
         (["train", "--dropout", "2"], "--dropout", "expected a number in [0, 1], got '2'"),
         (["train", "--activation", "gelu"], "--activation", "invalid choice: 'gelu'"),
@@ -100,7 +118,9 @@ def test_train_knows_the_librarys_option_defaults() -> None:
         (["train", "--epochs", "0"], "--epochs", "expected an integer of at least 1, got '0'"),
         (["train", "--lr", "0"], "--lr", "expected a positive number, got '0'"),
         (["train", "--lr", "nan"], "--lr", "expected a positive number, got 'nan'"),
-        (["train", "--gate-clip", "-1"], "--gate-clip", "expected a positive number"),
+        (["train", "--gate-clip", "-1"], "--gate-clip", "gate_clip should be a positive finite"),
+        (["train", "--cell-clip", "inf"], "--cell-clip", "cell_clip should be a positive finite"),
+        (["train", "--forget-bias", "nan"], "--forget-bias", "forget_bias should be finite"),
         (["train", "--proj-size", "-1"], "--proj-size", "expected an integer of at least 0"),
         (["train", "--seeds", "0"], "--seeds", "expected an integer of at least 1, got '0'"),
         (["train", "--compare", "vanilla,bogus"], "--compare", "unknown variant(s) bogus"),

@@ -16,6 +16,7 @@ from onnx_node import onnx_lstm
 from torch.func import functional_call
 
 import lstmkit
+from lstmkit.backends.numba import engine
 from lstmkit.interop import load_onnx
 
 D64 = torch.float64
@@ -90,7 +91,8 @@ def test_fast_backends_match_reference_with_options(
             p.mul_(3)
     fused = lstmkit.LSTM(3, 5, backend=fast, **kwargs)
     fused.load_state_dict(ref.state_dict())
-    batch = 4 if layers == 1 else 12  # 12 > 8: the compiled backend's per-step path
+    # two layers: enough rows for compiled to split them across two threads (when torch has 2+)
+    batch = 4 if layers == 1 else 2 * engine.MIN_ROWS_PER_THREAD
     x = torch.randn(5, batch, 3, generator=g, dtype=D64, requires_grad=True)
     lens = torch.tensor([5, 2, 4, 1] * (batch // 4)) if lengths else None
     results = []

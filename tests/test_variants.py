@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
 from lstmkit.backends import BACKENDS, COMPILED_OPTIONS
+from lstmkit.backends.numba import engine
 
 D64 = torch.float64
 
@@ -174,7 +175,8 @@ def test_every_option_with_every_feature(options: dict, features: dict, fast: st
     model = lstmkit.LSTM(3, 5, batch_first=batch_first, backend=fast, dtype=D64,
                          **kwargs, **options)  # fmt: skip
     model.load_state_dict(ref.state_dict())
-    batch = 12 if kwargs["num_layers"] == 2 else 4  # 12 > 8: compiled's per-step path
+    # two layers: enough rows for compiled to split them across two threads (when torch has 2+)
+    batch = 2 * engine.MIN_ROWS_PER_THREAD if kwargs["num_layers"] == 2 else 4
     x = torch.randn(5, batch, 3, dtype=D64, requires_grad=True)
     for training in (True, False):
         results = []

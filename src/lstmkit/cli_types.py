@@ -1,19 +1,19 @@
 """Command-line value types that say what they expect, and the usage error raised by a
 check that needs more than one flag. Every refusal exits with status 2 and names the flag.
 
->>> probability("0.25")
+>>> unit_interval("0.25")
 0.25
->>> probability("1.5")
+>>> unit_interval("1.5")
 Traceback (most recent call last):
 ...
-argparse.ArgumentTypeError: expected a number in [0, 1), got '1.5'
+argparse.ArgumentTypeError: expected a number in [0, 1], got '1.5'
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -63,25 +63,37 @@ def positive_float(text: str) -> float:
     return value
 
 
-def finite_float(text: str) -> float:
-    """Any finite number."""
-    return _number(text, float, "a finite number")
-
-
-def probability(text: str) -> float:
-    """A rate in [0, 1): dropout-like options (a rate of 1 would drop everything)."""
-    value = _number(text, float, "a number in [0, 1)")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
 def unit_interval(text: str) -> float:
     """A rate in [0, 1] (``--dropout``, as nn.LSTM's ``dropout``)."""
     value = _number(text, float, "a number in [0, 1]")
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
+
+
+def checked_number(check: Callable[[float], object]) -> Callable[[str], object]:
+    """A type that reads a number and runs a library ``check`` on it (an option's, from
+    :mod:`lstmkit.options`): the check's ``TypeError``/``ValueError`` message is the
+    refusal's.
+
+    >>> from lstmkit.options import BY_NAME
+    >>> checked_number(BY_NAME["zoneout"].check)("1.5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: zoneout should be in [0, 1), got 1.5
+    """
+
+    def convert(text: str) -> object:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        try:
+            return check(value)
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:

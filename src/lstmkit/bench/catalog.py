@@ -9,18 +9,14 @@ are lstmkit's backends; ``lstmkit-torch.compile`` is lstmkit under ``torch.compi
 
 from __future__ import annotations
 
+from .. import options
 from ..cli_names import BACKEND_NAMES
 
-#: ``lstmkit bench --options``: each cell option alone, on ``auto``.
+#: ``lstmkit bench --options``: each cell option alone at its example value, on ``auto``,
+#: named as in :data:`lstmkit.options.OPTIONS` (an activation by the one it switches to).
+#: Modules time in training mode, so ``recurrent_dropout`` and ``zoneout`` draw masks.
 OPTIONS: dict[str, dict[str, object]] = {
-    "peephole": {"peephole": True},
-    "gate_clip": {"gate_clip": 3.0},
-    "cell_clip": {"cell_clip": 10.0},
-    "recurrent_dropout": {"recurrent_dropout": 0.25},  # modules time in training mode
-    "zoneout": {"zoneout": 0.1},
-    "layer_norm": {"layer_norm": True},
-    "softsign": {"activation": "softsign"},
-    "hardsigmoid": {"recurrent_activation": "hardsigmoid"},
+    o.variant: {o.name: o.example} for o in options.OPTIONS if o.in_cell
 }
 
 TORCH = "torch"

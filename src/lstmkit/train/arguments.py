@@ -1,8 +1,10 @@
 """``lstmkit train``'s flags: tasks and their defaults, variants, every lstmkit.LSTM option.
 
 Light on purpose (no torch): ``lstmkit train --help`` builds this parser and nothing else.
-Each flag's type checks its own value (exit status 2, naming the flag); checks that need
-two flags or the task's defaults are in :mod:`.command`.
+Each flag's type checks its own value (exit status 2, naming the flag); the cell options'
+flags, and the ``--compare`` variants, derive from :data:`lstmkit.options.OPTIONS` (each
+value through its option's own check). Checks that need two flags or the task's defaults
+are in :mod:`.command`.
 """
 
 from __future__ import annotations
@@ -11,27 +13,24 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli_names import BACKEND_NAMES, CELL_ACTIVATIONS, GATE_ACTIVATIONS
+from ..cli_names import BACKEND_NAMES
 from ..cli_types import (
     add_threads,
-    finite_float,
+    checked_number,
     nonnegative_int,
     positive_float,
     positive_int,
-    probability,
     unit_interval,
 )
+from ..options import OPTIONS, Option
 
-#: ``--compare`` names: lstmkit.LSTM options over the command line's own.
+#: ``--compare`` names: lstmkit.LSTM options over the command line's own. The plain LSTM,
+#: each cell option alone at its example value (:data:`lstmkit.options.OPTIONS`), and
+#: a bidirectional one.
 VARIANTS: dict[str, dict[str, Any]] = {
     "vanilla": {},
-    "layer_norm": {"layer_norm": True},
-    "zoneout": {"zoneout": 0.1},
-    "recurrent_dropout": {"recurrent_dropout": 0.25},
-    "peephole": {"peephole": True},
+    **{o.variant: {o.name: o.example} for o in OPTIONS if o.in_cell},
     "bidirectional": {"bidirectional": True},
-    "softsign": {"activation": "softsign"},
-    "hardsigmoid": {"recurrent_activation": "hardsigmoid"},
 }
 
 #: Defaults per task that finish well within two minutes on two CPU cores.
@@ -163,62 +162,27 @@ def _add_lstm_options(options: Any) -> None:
         metavar="P",
         help="project h to P units, 0 < P < --hidden-size (default 0: off)",
     )
-    options.add_argument(
-        "--layer-norm",
-        action="store_true",
-        help="layer normalisation of the gates and the cell state",
-    )
-    options.add_argument(
-        "--peephole", action="store_true", help="peephole connections from c to the gates i, f, o"
-    )
-    options.add_argument(
-        "--gate-clip",
-        type=positive_float,
-        metavar="X",
-        help="clamp every gate pre-activation to [-X, X]",
-    )
-    options.add_argument(
-        "--cell-clip",
-        type=positive_float,
-        metavar="X",
-        help="clamp the cell state c to [-X, X] after each update",
-    )
-    options.add_argument(
-        "--recurrent-dropout",
-        type=probability,
-        default=0.0,
-        metavar="P",
-        help="variational dropout on h before W_hh, in [0, 1) (training)",
-    )
-    options.add_argument(
-        "--zoneout",
-        type=probability,
-        default=0.0,
-        metavar="P",
-        help="zoneout rate for h and c, in [0, 1) (training)",
-    )
-    options.add_argument(
-        "--activation",
-        default="tanh",
-        choices=CELL_ACTIVATIONS,
-        help="activation of g and of c before o (default tanh)",
-    )
-    options.add_argument(
-        "--recurrent-activation",
-        default="sigmoid",
-        choices=GATE_ACTIVATIONS,
-        help="activation of the gates i, f, o (default sigmoid)",
-    )
-    options.add_argument(
-        "--forget-bias",
-        type=finite_float,
-        default=0.0,
-        metavar="B",
-        help="added to the forget gate's input bias at initialisation",
-    )
+    for option in OPTIONS:  # the cell options, each flag from its row of the table
+        _add_cell_option(options, option)
     options.add_argument(
         "--backend",
         default="auto",
         choices=BACKEND_NAMES,
         help="lstmkit's engine (default auto: the fastest that can run)",
+    )
+
+
+def _add_cell_option(options: Any, option: Option) -> None:
+    """One cell option's flag: a switch, a choice, or a number its own check accepts."""
+    if option.default is False:
+        options.add_argument(option.flag, action="store_true", help=option.help)
+        return
+    shown = "off" if option.default is None else option.default
+    kind: dict[str, Any] = (
+        {"choices": option.choices}
+        if option.choices
+        else {"type": checked_number(option.check), "metavar": option.metavar}
+    )
+    options.add_argument(
+        option.flag, default=option.default, help=f"{option.help} (default {shown})", **kind
     )

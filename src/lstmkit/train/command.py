@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cli_names import install_hint
 from ..cli_types import UsageError, torch_threads
+from ..options import OPTIONS
 from . import missing_dependencies
 from .arguments import DEFAULTS, VARIANTS
 
@@ -35,20 +36,13 @@ if TYPE_CHECKING:  # torch-heavy: imported when a run starts
     from .data import Dataset
     from .loop import Result, TrainConfig
 
-#: lstmkit.LSTM's defaults for the options the command line sets.
+#: lstmkit.LSTM's defaults for the options the command line sets: its own, then every
+#: cell option's (:data:`lstmkit.options.OPTIONS`).
 LSTM_DEFAULTS: dict[str, Any] = {
     "bidirectional": False,
     "dropout": 0.0,
     "proj_size": 0,
-    "layer_norm": False,
-    "peephole": False,
-    "gate_clip": None,
-    "cell_clip": None,
-    "recurrent_dropout": 0.0,
-    "zoneout": 0.0,
-    "activation": "tanh",
-    "recurrent_activation": "sigmoid",
-    "forget_bias": 0.0,
+    **{o.name: o.default for o in OPTIONS},
     "backend": "auto",
 }
 

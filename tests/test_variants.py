@@ -20,7 +20,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit
-from lstmkit.backends import BACKENDS, COMPILED_OPTIONS
+from lstmkit.backends import BACKENDS
 from lstmkit.backends.numba import engine
 
 D64 = torch.float64
@@ -144,7 +144,7 @@ FEATURES = [
 
 def _run(model, x, features, seed):
     """Output, final state, every step's state; in the caller's layout."""
-    lens = torch.tensor([5, 2, 4, 1, 3, 5, 5, 2, 1, 4, 3, 3])[: x.shape[1]]
+    lens = torch.tensor([5, 2, 4, 1, 3, 5, 5, 2, 1, 4, 3, 3]).repeat(2)[: x.shape[1]]
     torch.manual_seed(seed)  # the same dropout / zoneout masks for every backend
     layout = features["layout"]
     if layout == "lengths":
@@ -191,7 +191,7 @@ def test_every_option_with_every_feature(options: dict, features: dict, fast: st
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"{training=} #{k}")
 
 
-@pytest.mark.parametrize("batch", [4, 12])
+@pytest.mark.parametrize("batch", [4, 2 * engine.MIN_ROWS_PER_THREAD])  # one or two row ranges
 @pytest.mark.parametrize("options", OPTIONS, ids=str)
 def test_inference_without_grad_equals_the_reference(options: dict, batch: int, backend: str):
     """Without autograd the fast backends keep one step of buffers (a different path from
@@ -274,7 +274,7 @@ def test_cell_and_step_with_every_option_equal_the_layer(backend: str) -> None:
         assert (mask is None) == (not training)
         out, (h_n, c_n) = lstmkit.functional.lstm(
             x, (torch.zeros(1, 2, 4, dtype=D64),) * 2, lstm.layer_weights(),
-            recurrent_masks=[mask], zoneout=lstm._zoneout, training=training,
+            recurrent_masks=[mask], zoneout=lstm.zoneout, training=training,
             **{k: getattr(lstm, k) for k in ("gate_clip", "cell_clip", "activation",
                                              "recurrent_activation")},
         )  # fmt: skip
@@ -342,19 +342,25 @@ def test_variant_errors(kwargs: dict, error: type, message: str) -> None:
 
 
 def test_auto_runs_every_option_on_the_compiled_backend() -> None:
-    from lstmkit.backends import ALL_OPTIONS, select
+    from lstmkit.backends import select
+    from lstmkit.options import CELL_OPTIONS
 
-    assert COMPILED_OPTIONS == ALL_OPTIONS
     x = torch.zeros(3, 2, 16)
-    for used in (("layer_norm",), ("activation", "recurrent_activation"), ("zoneout",)):
-        assert select("auto", x, used) is BACKENDS["compiled"].run
+    for used in [(name,) for name in sorted(CELL_OPTIONS)] + [tuple(sorted(CELL_OPTIONS))]:
+        assert select("auto", x, used) is BACKENDS["compiled"].run, used
 
 
-@pytest.mark.parametrize("batch", [4, 12])  # the compiled backend's two regimes
+@pytest.mark.parametrize("batch", [4, 2 * engine.MIN_ROWS_PER_THREAD])  # one or two row ranges
 @pytest.mark.parametrize("backend", ["fused", "compiled"])
 def test_float32_with_every_option_against_float64(batch: int, backend: str) -> None:
     """float32 kernels (the rational tanh, float64-summed layer-norm statistics) stay
-    within float32 accuracy of the float64 reference: outputs and every gradient."""
+    within float32 accuracy of the float64 reference: outputs and every gradient.
+
+    The reference runs on the same float32-rounded weights and inputs. The clips and
+    hardsigmoid are piecewise linear: where float32 rounding moves a pre-activation across
+    a kink the two gradients differ by O(1) there, so the draw comes from a fixed seed
+    (seeds 0-7 at batch 16 cross one about half the time, on every backend)."""
+    torch.manual_seed(0)
     opts = dict(layer_norm=True, peephole=True, gate_clip=2.0, cell_clip=1.5,
                 activation="softsign", recurrent_activation="hardsigmoid", zoneout=0.1)  # fmt: skip
     ref = lstmkit.LSTM(8, 16, num_layers=2, bidirectional=True, proj_size=6, dtype=D64,
@@ -362,8 +368,9 @@ def test_float32_with_every_option_against_float64(batch: int, backend: str) -> 
     _perturb_(ref, scale=2.0)
     ours = lstmkit.LSTM(8, 16, num_layers=2, bidirectional=True, proj_size=6, backend=backend,
                         **opts).eval()  # fmt: skip
+    ref.load_state_dict({k: v.float().double() for k, v in ref.state_dict().items()})
     ours.load_state_dict({k: v.float() for k, v in ref.state_dict().items()})
-    x = torch.randn(20, batch, 8, dtype=D64)
+    x = torch.randn(20, batch, 8, dtype=D64).float().double()
     results = []
     for model, dtype in ((ref, D64), (ours, torch.float32)):
         inp = x.to(dtype).requires_grad_()

@@ -13,7 +13,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from .options import check_bool
+from .option_checks import check_bool
 
 
 def check_constructor(

@@ -3,7 +3,7 @@ keep them as attributes derived from :data:`lstmkit.options.OPTIONS`.
 
 Each option is a property: reading gives the checked value, setting checks the new one
 (the same message as the constructor's) and renews what a call reads. An option that
-registers parameters (``peephole``, ``layer_norm``) is fixed at construction: setting it
+registers parameters (its ``parameters`` in the table) is fixed at construction: setting it
 later raises instead of silently running without its parameters.
 """
 
@@ -40,7 +40,7 @@ class OptionAttributes:
     @property
     def settings(self) -> tuple[tuple[str, object], ...]:
         """The checked values of the options a call takes (:data:`.options.CALL_OPTIONS`),
-        as :func:`lstmkit.options.call_settings` gives them (hashable; zoneout as a pair)."""
+        as :func:`lstmkit.options.call_settings` gives them (hashable)."""
         return call_settings(self._call_options)
 
     def options_used(self) -> list[str]:

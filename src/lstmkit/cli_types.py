@@ -77,10 +77,10 @@ def checked_number(check: Callable[[float], object]) -> Callable[[str], object]:
     refusal's.
 
     >>> from lstmkit.options import BY_NAME
-    >>> checked_number(BY_NAME["zoneout"].check)("1.5")
+    >>> checked_number(BY_NAME["recurrent_dropout"].check)("1.5")
     Traceback (most recent call last):
     ...
-    argparse.ArgumentTypeError: zoneout should be in [0, 1), got 1.5
+    argparse.ArgumentTypeError: recurrent_dropout should be in [0, 1), got 1.5
     """
 
     def convert(text: str) -> object:

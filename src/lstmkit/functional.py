@@ -17,16 +17,23 @@ For layer ``l`` and direction ``d`` (index ``k = l*D + d``)::
 
 from __future__ import annotations
 
+__all__ = [
+    "LayerWeights", "States", "cell_inputs", "input_projection", "lstm", "recurrent_dropout_mask",
+    "zoneout_masks",
+]  # fmt: skip
+
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import _onnx_trace, backends
+from ._precision import autocast_dtype, bias_sum
 from .cell import layer_normalized
 from .gemm import linear
+from .masks import draw, recurrent_dropout_mask, zoneout_masks
 from .options import (
     TRAINABLE,
     CellConfig,
@@ -82,64 +89,6 @@ class LayerWeights(NamedTuple):
 _TRAINABLE_FIELDS = tuple(n for n in LayerWeights._fields if n in TRAINABLE)
 
 
-def zoneout_masks(
-    like: Tensor, steps: int, batch: int, widths: tuple[int, int], rates: tuple[float, float],
-    training: bool,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Zoneout's keep weights ``(T, B, P)`` and ``(T, B, H)`` (Krueger et al. 2017): in
-    training each unit keeps its previous value with probability ``rate`` (a fresh
-    Bernoulli mask per step); in eval every unit mixes by the rate itself."""
-    masks = []
-    for width, rate in zip(widths, rates):
-        if training:
-            # uniform < rate, in place: the same Bernoulli(rate), half bernoulli_'s time here
-            draw = torch.rand(steps, batch, width, device=like.device, dtype=like.dtype)
-            masks.append(draw.lt_(rate))
-        else:
-            masks.append(like.new_full((1, 1, 1), rate).expand(steps, batch, width))
-    return masks[0], masks[1]
-
-
-def recurrent_dropout_mask(like: Tensor, batch: int, width: int, p: float) -> Tensor:
-    """A variational recurrent-dropout mask ``(B, P)``: each unit kept with probability
-    ``1 - p`` and scaled by ``1 / (1 - p)``, to be reused at every step of a sequence."""
-    return like.new_empty(batch, width).bernoulli_(1 - p).div_(1 - p)
-
-
-def autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype autocast runs ``device_type`` ops in, or None when it is off."""
-    if not torch.is_autocast_enabled(device_type):
-        return None
-    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
-        return torch.get_autocast_dtype(device_type)
-    return (
-        torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
-    )
-
-
-class _BiasSum(torch.autograd.Function):
-    """``b_ih + b_hh`` whose two gradients are distinct tensors. A compiled graph hands
-    an addition's one incoming gradient to both leaves as the same storage, so
-    ``bias_ih.grad is bias_hh.grad`` and everything that then updates one in place
-    (``clip_grad_norm_``, accumulation) hits both twice."""
-
-    @staticmethod
-    def forward(ctx: Any, b_ih: Tensor, b_hh: Tensor) -> Tensor:  # type: ignore[override]
-        return b_ih + b_hh
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        return grad, grad.clone()
-
-
-def bias_sum(b_ih: Tensor, b_hh: Tensor) -> Tensor:
-    """``b_ih + b_hh``, with gradients that never share storage (see :class:`_BiasSum`);
-    a plain addition in eager mode, where autograd already gives each leaf its own."""
-    if torch.compiler.is_compiling():
-        return _BiasSum.apply(b_ih, b_hh)
-    return b_ih + b_hh
-
-
 def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
     """``x W_ih^T + b_ih + b_hh`` for every step at once: ``(..., I) -> (..., 4H)``; with
     layer normalisation ``LN(x W_ih^T) * ln_weight_ih + b_ih + b_hh``."""
@@ -150,18 +99,13 @@ def input_projection(x: Tensor, w: LayerWeights) -> Tensor:
 
 
 def cell_inputs(
-    w: LayerWeights, settings: tuple[tuple[str, object], ...], mask: Tensor | None = None,
-    keep: tuple[Tensor, Tensor] | None = None,
+    w: LayerWeights, settings: tuple[tuple[str, object], ...], drawn: dict[str, Tensor],
 ) -> tuple[CellConfig, dict[str, Tensor]]:  # fmt: skip
     """What a backend receives for one layer-direction: the :class:`CellConfig` of
-    ``settings`` (:func:`lstmkit.options.call_settings`) and the named option tensors:
-    ``w``'s peepholes and layer-norm gains, the recurrent-dropout ``mask`` ``(B, P)`` and
-    zoneout's ``keep`` weights ``(T, B, P)``, ``(T, B, H)`` when given."""
-    tensors = w.option_tensors()
-    if mask is not None:
-        tensors["recurrent_mask"] = mask
-    if keep is not None:
-        tensors["zoneout_h"], tensors["zoneout_c"] = keep
+    ``settings`` (:func:`lstmkit.options.call_settings`) and the named option tensors,
+    ``w``'s (:meth:`LayerWeights.option_tensors`) and the call's random ones, ``drawn``
+    (:func:`lstmkit.masks.draw`)."""
+    tensors = w.option_tensors() | drawn
     return cell_config(settings, frozenset(tensors)), tensors
 
 
@@ -257,7 +201,8 @@ def lstm(
             )  # fmt: skip
     settings = call_settings(options)  # checked, hashable: (name, value) pairs
     rates = dict(settings)
-    p_drop, zoneout = rates["recurrent_dropout"], rates["zoneout"]
+    given = ["recurrent_dropout"] * (recurrent_masks is not None)
+    given += ["zoneout"] * (zoneout_keep is not None)
     h0, c0 = hx
     num_directions = 2 if bidirectional else 1
     num_layers = len(weights) // num_directions
@@ -276,17 +221,13 @@ def lstm(
             k = layer * num_directions + direction
             w = weights[k]
             xg = input_projection(x, w)  # (T, B, 4H)
-            mask = keep = None
-            if recurrent_masks is not None:
-                mask = recurrent_masks[k]
-            elif training and p_drop > 0:
-                mask = recurrent_dropout_mask(x, x.shape[1], h0.shape[2], p_drop)
-            if zoneout_keep is not None:
-                keep = zoneout_keep[k]
-            elif zoneout != (0.0, 0.0):
-                keep = zoneout_masks(x, x.shape[0], x.shape[1], (h0.shape[2], c0.shape[2]),
-                                     zoneout, training)  # fmt: skip
-            config, tensors = cell_inputs(w, settings, mask, keep)
+            drawn = draw(x, x.shape[0], x.shape[1], (h0.shape[2], c0.shape[2]), rates,
+                         training, skip=given)  # fmt: skip
+            if recurrent_masks is not None and recurrent_masks[k] is not None:
+                drawn["recurrent_mask"] = recurrent_masks[k]
+            if zoneout_keep is not None and zoneout_keep[k] is not None:
+                drawn["zoneout_h"], drawn["zoneout_c"] = zoneout_keep[k]
+            config, tensors = cell_inputs(w, settings, drawn)
             run = backends.select(backend, xg, config.used())
             ys, h, c, *cs = run(
                 xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
@@ -303,7 +244,7 @@ def lstm(
 
     onnx_export = _onnx_trace.exporting()
     if onnx_export:
-        masked = (training and p_drop > 0) or recurrent_masks is not None
+        masked = (training and rates["recurrent_dropout"] > 0) or recurrent_masks is not None
         _check_onnx_exportable(weights, rates, zoneout_keep is not None, return_states, masked)
     for layer in range(num_layers):
         if onnx_export:  # one ONNX LSTM node per layer, computed by run_layer meanwhile

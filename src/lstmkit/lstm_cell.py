@@ -11,13 +11,8 @@ from ._options import OptionAttributes, register_option_parameters
 from .backends import check_backend_name, select
 from .backends.contract import at_step
 from .cell import cell_step
-from .functional import (
-    LayerWeights,
-    cell_inputs,
-    input_projection,
-    recurrent_dropout_mask,
-    zoneout_masks,
-)
+from .functional import LayerWeights, cell_inputs, input_projection
+from .masks import draw, recurrent_dropout_mask
 
 
 class LSTMCell(OptionAttributes, nn.Module):
@@ -148,11 +143,11 @@ class LSTMCell(OptionAttributes, nn.Module):
         x, (h, c), batched = self._normalize(input, hx, w.weight_ih.dtype)
         xg = input_projection(x, w)  # (B, 4H)
         mask = self._check_mask(recurrent_mask, x.shape[0], batched)
-        keep = None
-        zoneout = dict(self.settings)["zoneout"]
-        if zoneout != (0.0, 0.0):  # (1, B, H) each: one step
-            keep = zoneout_masks(x, 1, x.shape[0], (self.hidden_size,) * 2, zoneout, self.training)
-        config, tensors = cell_inputs(w, self.settings, mask, keep)
+        drawn = draw(x, 1, x.shape[0], (self.hidden_size,) * 2, dict(self.settings),
+                     self.training, skip=("recurrent_dropout",))  # fmt: skip
+        if mask is not None:  # the caller's, for the whole sequence
+            drawn["recurrent_mask"] = mask
+        config, tensors = cell_inputs(w, self.settings, drawn)
         if self.backend in ("auto", "reference"):  # one step: the cell itself is cheapest
             h, c = cell_step(xg, h, c, w.weight_hh, None, config, at_step(tensors, 0))
         else:  # the chosen backend's recurrence, over a sequence of length one

@@ -12,7 +12,8 @@ the activations to ``activations`` (torch's hardsigmoid is ``HardSigmoid`` with 
 1/6, beta 1/2).
 
 Needs the ``onnx`` package (``pip install onnx``); ``onnxruntime`` runs the result.
-A cell beyond the operator (``proj_size``, ``cell_clip``, layer norm, zoneout) exports
+A cell beyond the operator (``proj_size``, and the options whose ``onnx`` entry in
+:data:`lstmkit.options.OPTIONS` is ``None``: ``cell_clip``, zoneout, layer norm) exports
 as one ``Scan`` over time per layer-direction, its body the cell's equations with every
 option (masked per step when ``lengths`` is an input). The graph is for inference:
 zoneout mixes by its rates (its eval mode); recurrent dropout is training-only.
@@ -91,8 +92,9 @@ def to_model(lstm: LSTM, *, with_state: bool = True, with_lengths: bool = False)
 
 
 def _needs_scan(lstm: LSTM) -> bool:
-    """Whether the cell is beyond the ONNX ``LSTM`` operator: a projection, ``cell_clip``,
-    layer norm or zoneout (eval mixing) make each layer-direction a ``Scan`` of the cell."""
+    """Whether the cell is beyond the ONNX ``LSTM`` operator (a projection, an option it
+    lacks: :func:`lstmkit.options.beyond_onnx_operator`): each layer-direction is then a
+    ``Scan`` of the cell."""
     return lstm.proj_size > 0 or bool(beyond_onnx_operator(lstm.options_used()))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from .cell import LN_EPS
 from .onnx_graph import Graph, state_rows
 from .onnx_operator import activation_op
-from .options import zoneout_rates
+from .option_checks import zoneout_rates
 
 if TYPE_CHECKING:
     from .lstm import LSTM

@@ -29,11 +29,20 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from .option_checks import (
+    check_bool,
+    check_choice,
+    check_clip,
+    check_forget_bias,
+    check_probability,
+    check_zoneout,
+    zoneout_rates,
+)
 
 #: ``activation=``: the keys of :data:`lstmkit.activations.CELL_ACTIVATIONS`.
 CELL_ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "softsign")
@@ -105,68 +114,6 @@ class Option:
         return value != self.default
 
 
-def check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-    return value
-
-
-def _number(name: str, value: object, expected: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} should be {expected}, got: {type(value).__name__}")
-    return float(value)
-
-
-def check_clip(name: str, value: object) -> float | None:
-    """A clip: ``None`` (off) or a positive finite number."""
-    if value is None:
-        return None
-    limit = _number(name, value, "a positive number or None")
-    if not (math.isfinite(limit) and limit > 0):
-        raise ValueError(f"{name} should be a positive finite number or None, got {value}")
-    return limit
-
-
-def check_probability(name: str, value: object) -> float:
-    """A dropout-like probability in ``[0, 1)``."""
-    p = _number(name, value, "a number in [0, 1)")
-    if not 0 <= p < 1:
-        raise ValueError(f"{name} should be in [0, 1), got {value}")
-    return p
-
-
-def check_zoneout(value: object) -> float | tuple[float, float]:
-    """``zoneout``: one rate for h and c, or a pair ``(p_h, p_c)``, each in ``[0, 1)``."""
-    if not isinstance(value, (tuple, list)):
-        return check_probability("zoneout", value)
-    if len(value) != 2:
-        raise ValueError(f"zoneout should be a rate or a pair (p_h, p_c), got {value!r}")
-    return check_probability("zoneout", value[0]), check_probability("zoneout", value[1])
-
-
-def zoneout_rates(value: object) -> tuple[float, float]:
-    """The checked ``zoneout`` value as the pair ``(p_h, p_c)``."""
-    rates = check_zoneout(value)
-    return rates if isinstance(rates, tuple) else (rates, rates)
-
-
-def _check_choice(name: str, choices: tuple[str, ...]) -> Callable[[object], str]:
-    def check(value: object) -> str:
-        if not isinstance(value, str) or value not in choices:
-            raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-        return value
-
-    return check
-
-
-def check_forget_bias(value: object) -> float:
-    """``forget_bias``: a finite number."""
-    bias = _number("forget_bias", value, "a number")
-    if not math.isfinite(bias):
-        raise ValueError(f"forget_bias should be finite, got {value}")
-    return bias
-
-
 #: Every cell option, in the order of the modules' keywords and ``repr``.
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -205,12 +152,12 @@ OPTIONS: tuple[Option, ...] = (
         tensors=("ln_weight_hh", "ln_weight_c", "ln_bias_c"), trainable=True,
     ),
     Option(
-        "activation", "tanh", _check_choice("activation", CELL_ACTIVATIONS),
+        "activation", "tanh", check_choice("activation", CELL_ACTIVATIONS),
         "activation of g and of c before o", "softsign", choices=CELL_ACTIVATIONS,
         onnx="activations",
     ),
     Option(
-        "recurrent_activation", "sigmoid", _check_choice("recurrent_activation", GATE_ACTIVATIONS),
+        "recurrent_activation", "sigmoid", check_choice("recurrent_activation", GATE_ACTIVATIONS),
         "activation of the gates i, f, o", "hardsigmoid", choices=GATE_ACTIVATIONS,
         onnx="activations",
     ),

@@ -19,8 +19,9 @@ from torch import Tensor
 
 from .backends.contract import at_step
 from .cell import cell_step
-from .functional import cell_inputs, input_projection, zoneout_masks
+from .functional import cell_inputs, input_projection
 from .lstm import LSTM
+from .masks import draw
 
 
 class LayerTrace(NamedTuple):
@@ -62,11 +63,8 @@ def trace(lstm: LSTM, x: Tensor) -> Trace:
     layers, layer_in = [], x
     for k, w in enumerate(lstm.layer_weights()):
         layer, reverse = divmod(k, D)
-        keep = None
-        zoneout = dict(lstm.settings)["zoneout"]
-        if zoneout != (0.0, 0.0):  # eval: mix by the rates
-            keep = zoneout_masks(x, 1, 1, (P, H), zoneout, training=False)
-        config, tensors = cell_inputs(w, lstm.settings, None, keep)
+        drawn = draw(x, 1, 1, (P, H), dict(lstm.settings), training=False)  # eval mode's
+        config, tensors = cell_inputs(w, lstm.settings, drawn)
         xg = input_projection(layer_in, w)  # (T, 4H)
         gates = []
         for t in range(T):

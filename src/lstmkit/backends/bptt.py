@@ -34,99 +34,16 @@ are exact on these backends too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..options import NO_TENSORS, PLAIN, CellConfig
 from . import reference
+from .buffers import Buffers, Engine, Grads, Walk
 from .contract import Recurrence as Recurrence_
 from .contract import valid_mask
-
-
-@dataclass
-class Buffers:
-    """What the forward keeps for the backward. Slot ``t`` of ``cs``/``hs`` is the state
-    before step ``t`` walking forward (slot ``t + 1`` walking in reverse)."""
-
-    acts: Tensor  # (T, B, 4H) activated gates i, f, g, o
-    cs: Tensor  # (T + 1, B, H)
-    hs: Tensor  # (T + 1, B, P)
-    tanh_cs: Tensor  # (T, B, H) activation(c_t) (of LN(c_t) * g_c + beta_c with layer norm)
-    ms: Tensor | None  # (T, B, H) o * tanh(c) when projecting, else None (it is hs)
-    config: CellConfig = PLAIN  # the cell's options
-    tensors: Mapping[str, Tensor] = field(default_factory=dict)  # their tensors, by name
-    gate_clipped: Tensor | None = None  # (T, B, 4H) bool: pre-activation clamped
-    cell_clipped: Tensor | None = None  # (T, B, H) bool: c_t clamped
-    c_new: Tensor | None = None  # (T, B, H) the cell's c_t before zoneout mixes it
-    rec_hat: Tensor | None = None  # (T, B, 4H) LN(h_{t-1} W_hh^T) before its gain
-    rec_rstd: Tensor | None = None  # (T, B, 1) its 1 / sqrt(var + eps)
-    c_hat: Tensor | None = None  # (T, B, H) LN(c_t) before its gain and bias
-    c_rstd: Tensor | None = None  # (T, B, 1)
-
-    def saved(self) -> tuple[Tensor | None, ...]:
-        """The tensors to save for the backward (rebuild with ``Buffers(*saved, ...)``)."""
-        return (
-            self.acts, self.cs, self.hs, self.tanh_cs, self.ms, self.gate_clipped,
-            self.cell_clipped, self.c_new, self.rec_hat, self.rec_rstd, self.c_hat, self.c_rstd,
-        )  # fmt: skip
-
-
-@dataclass
-class Grads:
-    """What the backward loop fills: ``dgates`` (T, B, 4H) = dL/d pre-activations (which
-    is dL/dxg), ``dhs`` (T, B, P) = dL/dh_t when projecting; with layer norm ``drec``
-    (T, B, 4H) = dL/d(h_{t-1} W_hh^T) and ``dnorm_c`` (T, B, H) = dL/d(LN(c_t) g_c + beta_c)."""
-
-    dgates: Tensor
-    dhs: Tensor | None = None
-    drec: Tensor | None = None
-    dnorm_c: Tensor | None = None
-
-
-class Engine(Protocol):
-    """Runs the two time loops of :class:`Recurrence` (``valid`` is (T, B, 1) or None)."""
-
-    def forward(
-        self,
-        xg: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
-    ) -> None:
-        """Fill ``buf`` from step pre-activations ``xg``; ``buf.cs``/``buf.hs`` hold
-        ``c0``/``h0`` in their first slot on entry."""
-
-    def backward(
-        self,
-        dys: Tensor,
-        dcs: Tensor | None,
-        dh: Tensor,
-        dc: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
-        grads: Grads,
-    ) -> tuple[Tensor, Tensor]:
-        """Fill ``grads`` walking back from ``dh = dL/dh_n``, ``dc = dL/dc_n``, adding
-        ``dys`` (dL/dy_t) and ``dcs`` (dL/dc_t, or None) at each step; return
-        ``(dL/dh_0, dL/dc_0)``."""
-
-
-def steps(T: int, reverse: bool, backward: bool = False) -> range:
-    """The order of time steps: forward walks 0..T-1 (T-1..0 in reverse); backward the opposite."""
-    return range(T - 1, -1, -1) if reverse != backward else range(T)
-
-
-def slots(t: int, reverse: bool) -> tuple[int, int]:
-    """``(prev, next)``: the state slots read and written by step ``t``."""
-    return (t + 1, t) if reverse else (t, t + 1)
 
 
 def recurrence(engine: Engine) -> Recurrence_:
@@ -225,7 +142,7 @@ def forward(
         )  # fmt: skip
     first = T if reverse else 0
     buf.cs[first], buf.hs[first] = c0, h0
-    engine.forward(xg, weight_hh, weight_hr, valid, reverse, buf)
+    engine.forward(xg, Walk(weight_hh, weight_hr, valid, reverse), buf)
     return results(buf.hs, buf.cs, valid, reverse), buf, valid
 
 
@@ -329,7 +246,8 @@ def backward(
         drec=xg.new_empty(T, B, G) if norm else None,
         dnorm_c=xg.new_empty(T, B, H) if norm else None,
     )
-    dh, dc = engine.backward(dys, dcs, dh, dc, weight_hh, weight_hr, valid, reverse, buf, grads)
+    walk = Walk(weight_hh, weight_hr, valid, reverse)
+    dh, dc = engine.backward(dys, dcs, dh, dc, walk, buf, grads)
     dgates = grads.dgates
     dweight_hh = dweight_hr = None
     if need_weight_hh:  # sum_t drec_t^T h_{t-1}: one GEMM over T*B rows

@@ -37,8 +37,8 @@ from ..options import NO_TENSORS, PER_STEP, PLAIN, CellConfig
 
 
 def at_step(tensors: Mapping[str, Tensor], t: int) -> dict[str, Tensor]:
-    """The option tensors of step ``t``: those with a time axis (:data:`.options.PER_STEP`,
-    zoneout's keep weights) sliced at ``t``, the rest as they are."""
+    """The option tensors of step ``t``: those with a time axis
+    (:data:`lstmkit.options.PER_STEP`) sliced at ``t``, the rest as they are."""
     return {name: x[t] if name in PER_STEP else x for name, x in tensors.items()}
 
 

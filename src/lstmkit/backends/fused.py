@@ -17,7 +17,7 @@ from ..activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS
 from ..cell import LN_EPS
 from ..options import CELL_OPTIONS
 from . import bptt
-from .bptt import Buffers, Grads, slots, steps
+from .buffers import Buffers, Grads, Walk, slots, steps
 from .steps import BackwardSteps, ForwardSteps
 
 #: The cell options this backend implements (all of them).
@@ -27,15 +27,8 @@ OPTIONS = CELL_OPTIONS
 class TorchEngine:
     """The two time loops of :class:`.bptt.Recurrence` in torch ops."""
 
-    def forward(
-        self,
-        xg: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
-    ) -> None:
+    def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
+        w_hh, w_hr, valid, reverse = walk
         T, B, G = xg.shape
         H = G // 4
         around = ForwardSteps(w_hh, w_hr, valid, buf)
@@ -82,18 +75,10 @@ class TorchEngine:
             around.finish(t, prev, nxt)
 
     def backward(
-        self,
-        dys: Tensor,
-        dcs: Tensor | None,
-        dh: Tensor,
-        dc: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
+        self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
         grads: Grads,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        w_hh, w_hr, valid, reverse = walk
         dgates = grads.dgates
         T, B, G = dgates.shape
         H = G // 4

@@ -12,7 +12,7 @@ the numbers are the eager engine's, and the graph does not grow with ``T``::
 
 ``config`` is the :class:`lstmkit.options.CellConfig` as a string (op schemas take no
 objects); the option tensors are those it names (``config.tensor_names()``), in order.
-``saved`` are the forward's buffers (:class:`.bptt.Buffers`, empty tensors for options
+``saved`` are the forward's buffers (:class:`.buffers.Buffers`, empty tensors for options
 that are off), present only when a gradient may be asked for. The state slots come back
 whole (not as views) because a custom op's outputs may not alias each other.
 
@@ -31,17 +31,18 @@ from torch import Tensor
 
 from ..options import NO_TENSORS, PLAIN, TRAINABLE, CellConfig, decode
 from . import bptt, compiled, fused
+from .buffers import Buffers, Engine
 from .contract import Recurrence, valid_mask
 from .triton import TritonEngine
 
 #: The engines the op can run, by the name the op is given.
-ENGINES: dict[str, bptt.Engine] = {
+ENGINES: dict[str, Engine] = {
     "fused": fused.TorchEngine(),
     "compiled": compiled.NumbaEngine(),
     "triton": TritonEngine(),
 }
 
-#: What :class:`.bptt.Buffers` holds after the state slots, in the op's output order.
+#: What :class:`.buffers.Buffers` holds after the state slots, in the op's output order.
 _SAVED = (
     "acts", "tanh_cs", "ms", "gate_clipped", "cell_clipped", "c_new", "rec_hat", "rec_rstd",
     "c_hat", "c_rstd",
@@ -139,7 +140,7 @@ def recurrence_backward_op(
     cell, tensors = _options(config, option_tensors)
     hs, cs = saved[0], saved[1]
     named = {n: (None if t.numel() == 0 else t) for n, t in zip(_SAVED, saved[2:])}
-    buf = bptt.Buffers(hs=hs, cs=cs, config=cell, tensors=tensors, **named)
+    buf = Buffers(hs=hs, cs=cs, config=cell, tensors=tensors, **named)
     T = xg.shape[0]
     valid = None if lengths is None else valid_mask(lengths, T)
     dhs, dcs, dh_n, dc_n = (d if given else None for d, given in zip(douts, douts_given))

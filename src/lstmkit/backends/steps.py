@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..gemm import StepGemm
 from ..options import NO_TENSORS
-from .bptt import Buffers
+from .buffers import Buffers
 
 
 class ForwardSteps:

@@ -14,7 +14,7 @@ from ..cli_names import BACKEND_NAMES
 
 #: ``lstmkit bench --options``: each cell option alone at its example value, on ``auto``,
 #: named as in :data:`lstmkit.options.OPTIONS` (an activation by the one it switches to).
-#: Modules time in training mode, so ``recurrent_dropout`` and ``zoneout`` draw masks.
+#: Modules time in training mode, so the options that draw masks per call draw them.
 OPTIONS: dict[str, dict[str, object]] = {
     o.variant: {o.name: o.example} for o in options.OPTIONS if o.in_cell
 }

@@ -97,7 +97,7 @@ def lstmkit_lstm(backend: str, **options: object) -> Callable[[Problem, bool], W
     def build(problem: Problem, stepping: bool) -> Workload:
         s = problem.shape
         lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional, backend=backend, **options)
-        # the plain weights; peephole weights (if any) keep their random init
+        # the plain weights; the options' parameters (if any) keep their init
         lstm.load_state_dict(problem.weights, strict=not options)
         return _module_workload(lstm, problem, stepping, load=False)
 

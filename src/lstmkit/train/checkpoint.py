@@ -4,7 +4,7 @@ A checkpoint is a directory with two files:
 
 * ``checkpoint.safetensors``: the model's tensors (``model.<name>``), the optimizer's
   per-parameter state (``optim.<index>.<key>``) and torch's RNG state (``rng.torch``,
-  so dropout and zoneout masks continue exactly where they stopped);
+  so dropout and the options' masks continue exactly where they stopped);
 * ``checkpoint.json``: the format, the run's configuration, the epoch and optimizer
   step reached, the optimizer's hyper-parameters, the history so far, and the SHA-256
   of the safetensors file.

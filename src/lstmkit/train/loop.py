@@ -2,7 +2,7 @@
 
 Deterministic given the configuration: the model is initialised from ``seed``, each
 epoch's batch order comes from its own generator (``seed``, epoch), and the global RNG
-(dropout, zoneout) is saved in every checkpoint, so a resumed run gives the same
+(dropout, the options' masks) is saved in every checkpoint, so a resumed run gives the same
 numbers as an uninterrupted one.
 
 Loss: mean squared error of the normalised change (forecasting) or cross-entropy

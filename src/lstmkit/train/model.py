@@ -15,8 +15,8 @@ from ..lstm import LSTM
 class SequenceModel(nn.Module):
     """``lstm`` (batch-first) followed by ``head``, a linear layer on the final state.
 
-    ``lstm_kwargs`` are :class:`lstmkit.LSTM`'s arguments and options (``num_layers``,
-    ``bidirectional``, ``layer_norm``, ``zoneout``, ...).
+    ``lstm_kwargs`` are :class:`lstmkit.LSTM`'s arguments (``num_layers``,
+    ``bidirectional``, ...) and cell options (:data:`lstmkit.options.OPTIONS`).
     """
 
     def __init__(

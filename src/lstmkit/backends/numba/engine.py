@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .. import bptt
-from ..bptt import Buffers, Grads
+from ..buffers import Buffers, Grads, Walk
 
 try:
     from . import blas, loops, numerics
@@ -121,15 +121,8 @@ class NumbaEngine:
     """The two time loops of :class:`..bptt.Recurrence`, each one compiled call
     (:mod:`.loops`) with the weights prepared once per call (:func:`.blas.prepared`)."""
 
-    def forward(
-        self,
-        xg: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
-    ) -> None:
+    def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
+        w_hh, w_hr, valid, reverse = walk
         dtype, B = xg.dtype, xg.shape[1]
         peep, clips, kinds = _options(buf, dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
@@ -142,18 +135,10 @@ class NumbaEngine:
         )  # fmt: skip
 
     def backward(
-        self,
-        dys: Tensor,
-        dcs: Tensor | None,
-        dh: Tensor,
-        dc: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
+        self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
         grads: Grads,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        w_hh, w_hr, valid, reverse = walk
         dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
         peep, _, kinds = _options(buf, dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ...options import CellConfig
-from ..bptt import Buffers, Grads, slots, steps
+from ..buffers import Buffers, Grads, Walk, slots, steps
 from .availability import input_precision, kernels, upcast
 from .blocks import cdiv, dot_tiles, pointwise_tiles, row_tiles
 from .codes import CELL_CODES, GATE_CODES
@@ -40,15 +40,8 @@ def _device(device: torch.device) -> contextlib.AbstractContextManager:
 class TritonEngine:
     """The two time loops of :class:`..bptt.Recurrence` in Triton kernels."""
 
-    def forward(
-        self,
-        xg: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
-    ) -> None:
+    def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
+        w_hh, w_hr, valid, reverse = walk
         fwd, _, mm = kernels()
         T, B, G = xg.shape
         H, P = G // 4, buf.hs.shape[2]
@@ -94,18 +87,10 @@ class TritonEngine:
                     )  # fmt: skip
 
     def backward(
-        self,
-        dys: Tensor,
-        dcs: Tensor | None,
-        dh: Tensor,
-        dc: Tensor,
-        w_hh: Tensor,
-        w_hr: Tensor | None,
-        valid: Tensor | None,
-        reverse: bool,
-        buf: Buffers,
+        self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
         grads: Grads,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        w_hh, w_hr, valid, reverse = walk
         _, bwd, mm = kernels()
         T, B, G = grads.dgates.shape
         H, P = G // 4, dys.shape[2]

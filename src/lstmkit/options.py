@@ -234,16 +234,20 @@ class CellConfig:
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
 
+    def __post_init__(self) -> None:  # what every call asks, computed once per object
+        on = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
+        used = tuple(on)
+        names = tuple(t for t, option in TENSORS.items() if getattr(self, option.name))
+        object.__setattr__(self, "_derived", (used, names))
+
     def used(self) -> tuple[str, ...]:
         """The names of the options that are on (what a backend must implement)."""
-        return tuple(
-            f.name for f in dataclasses.fields(self) if getattr(self, f.name) != f.default
-        )
+        return self._derived[0]
 
     def tensor_names(self) -> tuple[str, ...]:
         """The names of the tensors a backend receives with this configuration, in
         :data:`TENSORS` order (how autograd Functions and custom ops flatten them)."""
-        return tuple(t for t, option in TENSORS.items() if getattr(self, option.name))
+        return self._derived[1]
 
     def encode(self) -> str:
         """This configuration as a string (a custom op's argument); :func:`decode`."""

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..cell import cell_step
-from ..options import CELL_OPTIONS, NO_TENSORS, PLAIN, CellConfig
+from ..options import CELL_OPTIONS, NO_TENSORS, PER_STEP, PLAIN, CellConfig
 from .contract import at_step, valid_mask
 
 #: The cell options this backend implements (all of them).
@@ -39,11 +39,12 @@ def run_recurrence(
     steps = range(xg.shape[0] - 1, -1, -1) if reverse else range(xg.shape[0])
     xs = xg.unbind(0)  # T x (B, 4H); never xg[t] under autograd (see PERFORMANCE.md)
     valid = None if lengths is None else valid_mask(lengths, xg.shape[0]).unbind(0)
+    per_step = not PER_STEP.isdisjoint(tensors)  # zoneout's keep weights: one slice a step
     h, c = h0, c0
     ys: list[Tensor] = [h0] * xg.shape[0]
     cs: list[Tensor] = [c0] * xg.shape[0]
     for t in steps:
-        step = at_step(tensors, t)
+        step = at_step(tensors, t) if per_step else tensors
         h_new, c_new = cell_step(xs[t], h, c, weight_hh, weight_hr, config, step)
         if valid is None:
             h, c = h_new, c_new

@@ -14,6 +14,7 @@ from torch import Tensor
 from . import functional
 from ._compat import recompute_hooked_weights
 from ._inputs import normalize
+from ._lean_step import lean_step
 
 
 class Streaming:
@@ -75,6 +76,9 @@ class Streaming:
         masks = self._check_step_masks(recurrent_masks, x_t)
         if self._forward_pre_hooks:  # weight_norm, spectral_norm, prune: as forward would
             recompute_hooked_weights(self, (x_t, hx))
+        lean = lean_step(self, x_t, hx, masks)  # no autograd: one compiled call per layer
+        if lean is not None:
+            return lean
         weights = self.layer_weights()
         seq = x_t.unsqueeze(0)  # one step, seq-first: (1, B, I) or unbatched (1, I)
         batch = normalize(seq, hx, self._sizes(batch_first=False), weights[0].weight_ih)

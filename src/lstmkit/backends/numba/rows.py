@@ -19,7 +19,7 @@ from .numerics import cell_act_row, cell_slope_times, clip_row, gate_act_row, ga
 
 
 @njit(inline="always", error_model="numpy")
-def _normalize_row(z, hat, rstd):
+def normalize_row(z, hat, rstd):
     """``hat = (z - mean) / sqrt(var + eps)`` over the row (biased variance); its
     ``1/sqrt(var + eps)`` into ``rstd[0]``. The statistics are summed in float64."""
     n = z.shape[0]
@@ -38,7 +38,7 @@ def _normalize_row(z, hat, rstd):
 
 @njit(inline="always", error_model="numpy")
 def _normalize_row_backward(dy, gain, hat, rstd, out, accumulate):
-    """dL/dz of ``y = hat * gain`` (:func:`_normalize_row`) from ``dy``:
+    """dL/dz of ``y = hat * gain`` (:func:`normalize_row`) from ``dy``:
     ``rstd (dhat - mean(dhat) - hat mean(dhat hat))`` with ``dhat = dy gain``; added to
     ``out`` when ``accumulate``, else written."""
     n = dy.shape[0]
@@ -78,7 +78,7 @@ def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, k
     g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd = norm
     peephole = peep.shape[0] > 0
     if g_hh.shape[0] > 0:  # xg + LN(h W_hh^T) g_hh
-        _normalize_row(hw, rec_hat, rec_rstd)
+        normalize_row(hw, rec_hat, rec_rstd)
         for j in range(4 * H):
             hw[j] = rec_hat[j] * g_hh[j] + xg[j]
     else:
@@ -108,7 +108,7 @@ def forward_row(hw, xg, c_prev, acts, c, tanh_c, m, peep, clips, gmask, cmask, k
             clip_row(zo, clips[0], gmask[3 * H :])
         gate_act_row(zo, o, gk)
     if g_c.shape[0] > 0:  # activation(LN(c_t) g_c + beta_c)
-        _normalize_row(c, c_hat, c_rstd)
+        normalize_row(c, c_hat, c_rstd)
         for j in range(H):
             tanh_c[j] = c_hat[j] * g_c[j] + b_c[j]
         cell_act_row(tanh_c, tanh_c, ck)

@@ -1,0 +1,143 @@
+"""One time step of one layer in one compiled call, for inference (``LSTM.step`` without
+autograd): the input and recurrent products, the cell with every option and the
+projection, for all rows, with no torch op in between.
+
+Per row ``b`` (``B`` rows, ``I`` inputs, ``H`` hidden, ``G = 4H``, ``P`` width of h)::
+
+    xg  = x_b W_ih^T                     (LN(x_b W_ih^T) g_ih with layer norm) + b_ih + b_hh
+    hw  = (h_b * mask_b) W_hh^T          (the cell of :func:`.rows.forward_row` takes it on)
+    c_b', m = cell(hw, xg, c_b)          every option: peepholes, clips, activations, LN
+    h_b' = m W_hr^T (or m);  zoneout: h_b' += k_h (h_b - h_b'), c_b' += k_c (c_b - c_b')
+
+The products are row-by-weight-row dot products: at one step's few rows this is what a
+BLAS call would do, without its dispatch. Agrees with the time loops of :mod:`.loops` to
+float rounding (the same cell and activations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from .numerics import CELL_KINDS, FASTMATH, GATE_KINDS
+
+if TYPE_CHECKING:
+    from ...functional import LayerWeights
+    from ...options import CellConfig
+from .rows import forward_row, normalize_row
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _products(w, v, out):
+    """``out = w @ v`` for ``w (N, K)``, ``v (K,)``: one dot product per row of ``w``."""
+    for j in range(w.shape[0]):
+        acc = out.dtype.type(0.0)
+        row = w[j]
+        for k in range(v.shape[0]):
+            acc += row[k] * v[k]
+        out[j] = acc
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def step_layer(
+    x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, h_out, c_out, peep, clips, kinds, norm, rmask,
+    keep_h, keep_c,
+):  # fmt: skip
+    """One step of one layer for rows ``x (B, I)`` from ``h (B, P)``, ``c (B, H)`` into
+    ``h_out``, ``c_out``. Weights in torch's layout (``w_ih (G, I)``, ``w_hh (G, P)``,
+    ``w_hr (P, H)`` or (0, 0)); biases ``(G,)`` or empty; ``peep`` (3, H) or (0, 0);
+    ``clips`` = (gate_clip, cell_clip), inf when off; ``kinds`` = activation codes;
+    ``norm`` = (g_ih (G,), g_hh (G,), g_c (H,), beta_c (H,)) or four empties; ``rmask``
+    (B, P), ``keep_h`` (B, P), ``keep_c`` (B, H) or (0, 0) each."""
+    B, G = x.shape[0], w_hh.shape[0]
+    H, P = G // 4, w_hh.shape[1]
+    dt = x.dtype
+    g_ih, g_hh, g_c, b_c = norm
+    norm_on = g_hh.shape[0] > 0
+    xg, hw, acts = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
+    c_new, tanh_c, m, h_in = np.empty(H, dt), np.empty(H, dt), np.empty(H, dt), np.empty(P, dt)
+    gmask = np.empty(G if clips[0] < np.inf else 0, np.bool_)
+    cmask = np.empty(H if clips[1] < np.inf else 0, np.bool_)
+    rstd = np.empty(1, dt)
+    rec_hat, c_hat = np.empty(G if norm_on else 0, dt), np.empty(H if norm_on else 0, dt)
+    rec_rstd, c_rstd = np.empty(1, dt), np.empty(1, dt)
+    row_norm = (g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd)
+    for b in range(B):
+        _products(w_ih, x[b], xg)
+        if norm_on:  # LN(x W_ih^T) g_ih
+            normalize_row(xg, xg, rstd)
+            for j in range(G):
+                xg[j] *= g_ih[j]
+        if b_ih.shape[0] > 0:
+            for j in range(G):
+                xg[j] += b_ih[j] + b_hh[j]
+        if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h
+            for j in range(P):
+                h_in[j] = h[b, j] * rmask[b, j]
+            _products(w_hh, h_in, hw)
+        else:
+            _products(w_hh, h[b], hw)
+        cell_m = m if w_hr.shape[0] > 0 else h_out[b]
+        forward_row(hw, xg, c[b], acts, c_new, tanh_c, cell_m, peep, clips, gmask, cmask, kinds,
+                    row_norm)  # fmt: skip
+        if w_hr.shape[0] > 0:
+            _products(w_hr, m, h_out[b])
+        if keep_h.shape[0] > 0:  # zoneout: keep a share of the previous state
+            for j in range(P):
+                h_out[b, j] += keep_h[b, j] * (h[b, j] - h_out[b, j])
+            for j in range(H):
+                c_new[j] += keep_c[b, j] * (c[b, j] - c_new[j])
+        c_out[b] = c_new
+
+
+#: Per dtype and option values: the clip limits and activation codes as arrays.
+_STATICS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _statics(dtype: np.dtype, clips: tuple, kinds: tuple[str, str]) -> tuple[np.ndarray, ...]:
+    key = (dtype, clips, kinds)
+    found = _STATICS.get(key)
+    if found is None:
+        limits = np.array([np.inf if v is None else v for v in clips], dtype)
+        codes = np.array([GATE_KINDS[kinds[0]], CELL_KINDS[kinds[1]]])
+        found = _STATICS[key] = (limits, codes)
+    return found
+
+
+def run_step_layer(
+    x: np.ndarray, h: np.ndarray, c: np.ndarray, w: LayerWeights, h_out: np.ndarray,
+    c_out: np.ndarray, config: CellConfig, tensors: Mapping[str, Tensor],
+) -> None:  # fmt: skip
+    """:func:`step_layer` for the layer with weights ``w`` (CPU tensors of ``x``'s dtype)
+    and the options of ``config``/``tensors`` (as a backend receives them, zoneout's keep
+    weights ``(1, B, *)``): rows ``x (B, I)`` from ``h``, ``c`` into ``h_out``, ``c_out``
+    (arrays, contiguous)."""
+    dt = x.dtype
+    e1, e2 = np.empty(0, dt), np.empty((0, 0), dt)
+    limits, codes = _statics(
+        dt, (config.gate_clip, config.cell_clip),
+        (config.recurrent_activation, config.activation),
+    )  # fmt: skip
+    peep = e2
+    if config.peephole:
+        peep = torch.stack([w.weight_ci, w.weight_cf, w.weight_co]).numpy()
+    norm = (e1, e1, e1, e1)
+    if config.layer_norm:
+        norm = tuple(t.detach().numpy() for t in (w.ln_weight_ih, w.ln_weight_hh,
+                                                  w.ln_weight_c, w.ln_bias_c))  # fmt: skip
+    rmask = tensors["recurrent_mask"].numpy() if config.recurrent_dropout else e2
+    keep_h = keep_c = e2
+    if config.zoneout:
+        keep_h, keep_c = (tensors[n][0].contiguous().numpy() for n in ("zoneout_h", "zoneout_c"))
+    step_layer(
+        x, h, c, w.weight_ih.detach().numpy(),
+        w.weight_hh.detach().numpy(), e1 if w.bias_ih is None else w.bias_ih.detach().numpy(),
+        e1 if w.bias_hh is None else w.bias_hh.detach().numpy(),
+        e2 if w.weight_hr is None else w.weight_hr.detach().numpy(), h_out, c_out, peep,
+        limits, codes, norm, rmask, keep_h, keep_c,
+    )  # fmt: skip

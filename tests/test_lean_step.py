@@ -1,0 +1,143 @@
+"""``LSTM.step`` without autograd runs one compiled call per layer
+(:mod:`lstmkit._lean_step`); with autograd it runs the general path. The two must give
+the same numbers for every option, layout and dtype, draw the same random masks, and
+the lean one must run exactly where it claims to."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lstmkit
+from lstmkit.backends import compiled
+
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba is not importable")
+
+D64 = torch.float64
+
+CASES = [
+    dict(),
+    dict(num_layers=2),
+    dict(peephole=True, gate_clip=0.8, cell_clip=0.6),
+    dict(activation="softsign", recurrent_activation="hardsigmoid"),
+    dict(layer_norm=True, num_layers=2, proj_size=3),
+    dict(zoneout=(0.3, 0.1), num_layers=2),
+    dict(recurrent_dropout=0.4, num_layers=2, dropout=0.3),
+    dict(layer_norm=True, peephole=True, gate_clip=1.0, zoneout=0.2, recurrent_dropout=0.3,
+         proj_size=2, num_layers=2, activation="relu"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def lean_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many layer steps the compiled step kernel ran."""
+    from lstmkit.backends.numba import step
+
+    calls: list[int] = []
+    real = step.run_step_layer
+
+    def counted(*args: object) -> None:
+        calls.append(1)
+        real(*args)
+
+    monkeypatch.setattr(step, "run_step_layer", counted)
+    return calls
+
+
+def _perturb_(lstm: lstmkit.LSTM) -> None:
+    g = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
+
+
+def _steps(lstm, xs, hx, masks, grad: bool, seed: int):
+    """Every step's output and the final state, on the general path (``grad``) or not."""
+    torch.manual_seed(seed)
+    outs, state = [], hx
+    with torch.set_grad_enabled(grad):
+        for x_t in xs:
+            y, state = lstm.step(x_t, state, recurrent_masks=masks)
+            outs.append(y)
+    return [t.detach() for t in (torch.stack(outs), *state)]
+
+
+@pytest.mark.parametrize("dtype", [D64, torch.float32], ids=str)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("options", CASES, ids=str)
+def test_lean_step_equals_the_general_path(
+    options: dict, training: bool, dtype: torch.dtype, lean_calls: list[int]
+) -> None:
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(4, 5, dtype=dtype, **options).train(training)
+    _perturb_(lstm)
+    L, B, P = lstm.num_layers, 3, lstm.proj_size or 5
+    xs = torch.randn(4, B, 4, dtype=dtype)
+    hx = (torch.randn(L, B, P, dtype=dtype), torch.randn(L, B, 5, dtype=dtype))
+    masks = lstm.recurrent_dropout_masks(B)
+    want = _steps(lstm, xs, hx, masks, grad=True, seed=5)
+    assert not lean_calls
+    got = _steps(lstm, xs, hx, masks, grad=False, seed=5)
+    assert len(lean_calls) == 4 * L
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == D64 else dict(rtol=2e-5, atol=2e-6)
+    for name, a, b in zip(("outputs", "h_n", "c_n"), got, want):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_lean_step_unbatched_and_without_state(lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, proj_size=2, dtype=D64)
+    _perturb_(lstm)
+    x_t = torch.randn(4, dtype=D64)
+    with torch.no_grad():
+        y, (h, c) = lstm.step(x_t)
+    assert lean_calls and y.shape == (2,) and h.shape == (2, 2) and c.shape == (2, 5)
+    want_y, (want_h, want_c) = lstm.step(x_t)  # with grad: the general path
+    for a, b in zip((y, h, c), (want_y, want_h, want_c)):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_lean_step_output_does_not_alias_the_state(lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, dtype=D64)
+    with torch.no_grad():
+        y, (h, _) = lstm.step(torch.randn(2, 4, dtype=D64))
+    before = h.clone()
+    y.zero_()
+    assert lean_calls and torch.equal(h, before)
+
+
+def test_lean_step_sees_weight_updates_between_calls(lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, dtype=D64)
+    x_t = torch.randn(2, 4, dtype=D64)
+    with torch.no_grad():
+        first = lstm.step(x_t)[0]
+        lstm.weight_ih_l0.data = torch.randn_like(lstm.weight_ih_l0)  # a new storage
+        second = lstm.step(x_t)[0]
+    want = lstm.step(x_t)[0].detach()
+    assert not torch.equal(first, second)
+    torch.testing.assert_close(second, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: m.step(x, (torch.zeros(2, 2, 5, dtype=D64),) * 2),  # wrong layer count
+        lambda m, x: m.step(x[:, :3]),  # wrong input size
+        lambda m, x: m.step(x.float()),  # dtype unlike the weights
+    ],
+)
+def test_bad_inputs_get_the_general_paths_errors(call, lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, dtype=D64)
+    x_t = torch.randn(2, 4, dtype=D64)
+    with pytest.raises((RuntimeError, ValueError)) as general:
+        call(lstm, x_t)
+    with torch.no_grad(), pytest.raises(general.type) as lean:
+        call(lstm, x_t)
+    assert str(lean.value) == str(general.value) and not lean_calls
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_an_explicit_backend_is_honoured(backend: str, lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, backend=backend)
+    with torch.no_grad():
+        lstm.step(torch.randn(2, 4))
+    assert not lean_calls

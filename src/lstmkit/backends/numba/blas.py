@@ -197,28 +197,33 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
 #: The float32 routes :func:`choose` measures (with MKL; without it, PANELS is chosen).
 _CANDIDATES = (MKL, PANELS, LOOPS)
 
-#: The measured route by (rows, K, N, threads the product may use).
-_chosen: dict[tuple[int, int, int, int], int] = {}
+#: Per (rows, K, N, threads the product may use): each route's measured seconds to
+#: prepare the weight once and to run one product, in :data:`_CANDIDATES` order.
+_measured: dict[tuple[int, int, int, int], list[tuple[float, float]]] = {}
 
 
-def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool) -> int:
-    """The route for products ``(rows, k) @ (k, n)`` of ``dtype``; ``alone``: the
-    product runs single-threaded (a row range on its own thread), else on torch's
-    threads. Measured once per shape (a few milliseconds at most), then remembered."""
+def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool, steps: int = 1) -> int:
+    """The route for ``steps`` products ``(rows, k) @ (k, n)`` of ``dtype`` with one
+    weight prepared once; ``alone``: the products run single-threaded (a row range on
+    its own thread), else on torch's threads. The fastest in total (preparing the
+    weight, then ``steps`` products) by times measured once per shape (a few
+    milliseconds at most) and remembered."""
     if dtype != torch.float32:
         return LOOPS
     if _ASKED != "auto":  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
     key = (rows, k, n, threads)
-    way = _chosen.get(key)
-    if way is None:
-        way = _chosen[key] = _measure(rows, k, n, alone)
-    return way
+    times = _measured.get(key)
+    if times is None:
+        times = _measured[key] = _measure(rows, k, n, alone)
+    totals = [prep + steps * product for prep, product in times]
+    return _CANDIDATES[totals.index(min(totals))]
 
 
-def _measure(rows: int, k: int, n: int, alone: bool) -> int:
-    """Time both routes on random data (best of 3 after a warm-up) and pick the faster."""
+def _measure(rows: int, k: int, n: int, alone: bool) -> list[tuple[float, float]]:
+    """Each route's time to prepare the weight and to run one product, on random data
+    (best of 3 after a warm-up)."""
     from .loops import products  # the compiled side; imported on first measure
 
     g = torch.Generator().manual_seed(0)
@@ -228,17 +233,20 @@ def _measure(rows: int, k: int, n: int, alone: bool) -> int:
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
     previous = set_thread_products(1) if alone else None
     try:
-        best = []
+        measured = []
         for way in _CANDIDATES:
             prepared_w = prepared(w, True, rows, way)
             products(a, prepared_w, c, way, 1)  # warm-up (and compile)
-            times = []
+            prep, product = [], []
             for _ in range(3):
                 start = time.perf_counter()
+                prepared(w, True, rows, way)
+                prep.append(time.perf_counter() - start)
+                start = time.perf_counter()
                 products(a, prepared_w, c, way, reps)
-                times.append(time.perf_counter() - start)
-            best.append(min(times))
+                product.append((time.perf_counter() - start) / reps)
+            measured.append((min(prep), min(product)))
     finally:
         if previous is not None:
             set_thread_products(previous)
-    return _CANDIDATES[best.index(min(best))]
+    return measured

@@ -127,7 +127,8 @@ class NumbaEngine:
         peep, clips, kinds = _options(buf, dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         _on_rows(
-            loops.forward, B, _weights(w_hh, w_hr, True, dtype), _np(xg.contiguous(), dtype),
+            loops.forward, B, _weights(w_hh, w_hr, True, dtype, xg.shape[0]),
+            _np(xg.contiguous(), dtype),
             _valid(valid), reverse,
             *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
             peep, clips, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
@@ -143,7 +144,8 @@ class NumbaEngine:
         peep, _, kinds = _options(buf, dtype)
         gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
         _on_rows(
-            loops.backward, B, _weights(w_hh, w_hr, False, dtype), _np(dys, dtype),
+            loops.backward, B, _weights(w_hh, w_hr, False, dtype, dys.shape[0]),
+            _np(dys, dtype),
             _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
             *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, grads.dgates, grads.dhs)),
             peep, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
@@ -211,15 +213,16 @@ def _on_rows(
 
 
 def _weights(
-    w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype
+    w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype, steps: int
 ) -> Callable[[int, bool], tuple[np.ndarray, np.ndarray, int]]:
-    """For ``m`` rows (``alone``: on a thread of their own), the route of the recurrent
-    product (:func:`.blas.choose`) and ``(W_hh, W_hr)`` prepared for it (transposed for
-    the forward's ``x W^T``); an empty marker for ``W_hr`` without projection."""
+    """For ``m`` rows (``alone``: on a thread of their own), the route of the ``steps``
+    recurrent products (:func:`.blas.choose`: preparing the weight once counts) and
+    ``(W_hh, W_hr)`` prepared for it (transposed for the forward's ``x W^T``); an empty
+    marker for ``W_hr`` without projection."""
     k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
 
     def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        way = blas.choose(dtype, m, k, n, alone)
+        way = blas.choose(dtype, m, k, n, alone, steps)
         hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
         return blas.prepared(w_hh, transpose, m, way), hr, way
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...options import CellConfig
 from .. import bptt
 from ..buffers import Buffers, Grads, Walk
 
@@ -88,23 +89,34 @@ def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
     """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
     the activation codes."""
     cfg, ten = buf.config, buf.tensors
-    peep = np.empty((0, 0), _NUMPY[dtype])
+    peep = _absent(dtype, 2)
     if cfg.peephole:
         names = ("weight_ci", "weight_cf", "weight_co")
         peep = torch.stack([ten[n].detach() for n in names]).numpy()
-    limits = [np.inf if v is None else v for v in (cfg.gate_clip, cfg.cell_clip)]
-    kinds = np.array(
-        [numerics.GATE_KINDS[cfg.recurrent_activation], numerics.CELL_KINDS[cfg.activation]]
-    )
-    return peep, np.array(limits, _NUMPY[dtype]), kinds
+    return (peep, *_statics(cfg, dtype))
+
+
+#: The clip limits and activation codes of each configuration and dtype, as arrays.
+_STATICS: dict[tuple[CellConfig, torch.dtype], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _statics(cfg: CellConfig, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    found = _STATICS.get((cfg, dtype))
+    if found is None:
+        limits = [np.inf if v is None else v for v in (cfg.gate_clip, cfg.cell_clip)]
+        kinds = [numerics.GATE_KINDS[cfg.recurrent_activation], numerics.CELL_KINDS[cfg.activation]]
+        found = _STATICS[cfg, dtype] = (np.array(limits, _NUMPY[dtype]), np.array(kinds))
+    return found
 
 
 def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
     """Layer normalisation for the kernels: the gains and bias, then the (T, B, N)
     buffers of the normalised values and 1/std (all empty when off)."""
-    gains = [buf.tensors.get(n) for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
+    if not buf.config.layer_norm:
+        return (_absent(dtype, 1),) * 3 + (_absent(dtype, 3),) * 4
+    gains = [buf.tensors[n] for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
     return (
-        *(_np(None if g is None else g.detach(), dtype, 1) for g in gains),
+        *(g.detach().numpy() for g in gains),
         *(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
     )
 
@@ -112,9 +124,10 @@ def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
 def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
     buffer (empty when off)."""
-    keep = buf.tensors.get("zoneout_h"), buf.tensors.get("zoneout_c")
-    return (*(_np(None if k is None else k.contiguous(), dtype, 3) for k in keep),
-            _np(buf.c_new, dtype, 3))  # fmt: skip
+    if not buf.config.zoneout:
+        return (_absent(dtype, 3),) * 3
+    keep = buf.tensors["zoneout_h"], buf.tensors["zoneout_c"]
+    return (*(_np(k.contiguous(), dtype, 3) for k in keep), _np(buf.c_new, dtype, 3))
 
 
 class NumbaEngine:

@@ -146,7 +146,7 @@ def test_route_is_named() -> None:
     if forced == "loops":
         assert compiled.route() == "panels"
     else:
-        measured = "mkl-packed|panels (measured per shape)"
+        measured = "mkl-packed|panels|loops|dots (measured per shape)"
         assert compiled.route() in ("mkl-packed", "panels", measured)
 
 
@@ -189,9 +189,13 @@ def test_both_product_routes_agree_with_numpy() -> None:
         a = torch.randn(rows, k, generator=g).numpy()
         w = torch.randn(n, k, generator=g)
         for way in blas.available():
-            c = np.full((rows, n), np.nan, np.float32)
-            loops.products(a, blas.prepared(w, True, rows, way), c, way, 1)
-            np.testing.assert_allclose(c, a @ w.numpy().T, rtol=1e-5, atol=1e-5)
-        assert blas.choose(torch.float32, rows, k, n, alone=True) in blas.available()
+            for weight, want in ((w, a @ w.numpy().T), (w.t().contiguous(), a @ w.numpy().T)):
+                transpose = weight is w  # x W^T from (n, k), or x W from (k, n)
+                c = np.full((rows, n), np.nan, np.float32)
+                loops.products(a, blas.prepared(weight, transpose, rows, way), c, way, 1)
+                np.testing.assert_allclose(c, want, rtol=1e-5, atol=1e-5, err_msg=f"{way=}")
+        for transpose in (True, False):
+            way = blas.choose(torch.float32, rows, k, n, alone=True, transpose=transpose)
+            assert way in blas.available()
     assert blas.choose(torch.float64, 4, 8, 8, alone=False) == blas.LOOPS
 

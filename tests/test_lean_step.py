@@ -141,3 +141,30 @@ def test_an_explicit_backend_is_honoured(backend: str, lean_calls: list[int]) ->
     with torch.no_grad():
         lstm.step(torch.randn(2, 4))
     assert not lean_calls
+
+
+def test_transforms_and_forward_ad_take_the_general_path(lean_calls: list[int]) -> None:
+    import torch.autograd.forward_ad as fwAD
+
+    lstm = lstmkit.LSTM(4, 5, dtype=D64)
+    x_t, tangent = torch.randn(2, 4, dtype=D64), torch.randn(2, 4, dtype=D64)
+    with torch.no_grad(), fwAD.dual_level():
+        y, _ = lstm.step(fwAD.make_dual(x_t, tangent))
+        got = fwAD.unpack_dual(y).tangent
+    _, want = torch.func.jvp(lambda v: lstm.step(v)[0], (x_t,), (tangent,))
+    assert got is not None and not lean_calls
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        batched = torch.func.vmap(lambda v: lstm.step(v)[0])(x_t)
+    torch.testing.assert_close(batched, lstm.step(x_t)[0].detach(), rtol=1e-12, atol=1e-12)
+    assert not lean_calls
+
+
+def test_a_mask_of_another_dtype_gets_the_general_paths_error(lean_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, recurrent_dropout=0.5)  # float32, training
+    masks = [m.double() for m in lstm.recurrent_dropout_masks(2)]
+    with pytest.raises(RuntimeError) as general:
+        lstm.step(torch.randn(2, 4), recurrent_masks=masks)
+    with torch.no_grad(), pytest.raises(RuntimeError) as lean:
+        lstm.step(torch.randn(2, 4), recurrent_masks=masks)
+    assert str(lean.value) == str(general.value) and not lean_calls

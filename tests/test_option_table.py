@@ -99,10 +99,13 @@ def test_setting_an_option_checks_it_and_parameter_options_are_fixed() -> None:
 def test_functional_takes_the_call_options_by_name_and_checks_them() -> None:
     w = functional.LayerWeights(torch.randn(8, 3), torch.randn(8, 2))
     x, hx = torch.randn(4, 1, 3), (torch.zeros(1, 1, 2),) * 2
-    with pytest.raises(TypeError, match=r"unexpected cell option.*peephole"):
+    with pytest.raises(TypeError, match=r"cell option\(s\) peephole cannot be given to a call"):
         functional.lstm(x, hx, [w], peephole=True)
-    with pytest.raises(TypeError, match=r"unexpected cell option.*bogus"):
-        functional.lstm(x, hx, [w], bogus=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'batch_first'"):
+        functional.lstm(x, hx, [w], batch_first=True)
+    functional.lstm(x, hx, [w], gate_clip=1)  # an int clip is a number
+    with pytest.raises(TypeError, match="gate_clip should be a positive number or None"):
+        functional.lstm(x, hx, [w], gate_clip=True)  # True == 1, but is no clip
     with pytest.raises(ValueError, match="cell_clip should be a positive finite"):
         functional.lstm(x, hx, [w], cell_clip=0.0)
     with pytest.raises(ValueError, match="zoneout should be in"):
@@ -134,3 +137,48 @@ def test_select_refuses_a_backend_without_an_option_and_auto_passes_it_over(
     lstm = lstmkit.LSTM(3, 2, zoneout=0.2, backend="toy")
     with pytest.raises(NotImplementedError, match="does not implement zoneout"):
         lstm(torch.randn(3, 1, 3))
+
+
+def test_a_module_pickled_with_options_as_plain_attributes_loads() -> None:
+    """Modules pickled before options were properties kept them in ``__dict__`` (zoneout's
+    pair also as ``_zoneout``): unpickling turns them into checked options."""
+    lstm = lstmkit.LSTM(3, 4, zoneout=(0.2, 0.1), gate_clip=1.0, dtype=D64).eval()
+    state = lstm.__getstate__()
+    old = {k: v for k, v in state.items() if k not in ("_options", "_call_options")}
+    old |= {o.name: lstm._options[o.name] for o in OPTIONS} | {"_zoneout": (0.2, 0.1)}
+    loaded = lstmkit.LSTM.__new__(lstmkit.LSTM)
+    loaded.__setstate__(old)
+    x = torch.randn(5, 2, 3, dtype=D64)
+    torch.testing.assert_close(loaded(x)[0], lstm(x)[0], rtol=0, atol=0)
+    assert repr(loaded) == repr(lstm) and "zoneout" not in loaded.__dict__
+
+
+def test_functional_refuses_part_of_an_options_weights() -> None:
+    H = 2
+    w = functional.LayerWeights(torch.randn(4 * H, 3), torch.randn(4 * H, H),
+                                weight_ci=torch.randn(H), weight_cf=torch.randn(H))  # fmt: skip
+    x, hx = torch.randn(4, 1, 3), (torch.zeros(1, 1, H),) * 2
+    with pytest.raises(ValueError, match="peephole needs all of weight_ci, weight_cf, weight_co"):
+        functional.lstm(x, hx, [w])
+    gains = dict(ln_weight_ih=torch.ones(4 * H), ln_weight_hh=torch.ones(4 * H),
+                 ln_weight_c=torch.ones(H))  # fmt: skip
+    w = functional.LayerWeights(torch.randn(4 * H, 3), torch.randn(4 * H, H), **gains)
+    with pytest.raises(ValueError, match=r"layer_norm needs all of .*got only"):
+        functional.lstm(x, hx, [w])
+
+
+def test_compile_traces_a_new_configuration_once() -> None:
+    graphs: list[int] = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(1)
+        return gm.forward
+
+    torch._dynamo.reset()
+    lstm = lstmkit.LSTM(3, 4, gate_clip=0.8125, cell_clip=0.6875).eval()  # unseen values
+    compiled = torch.compile(lstm, backend=counting)
+    x = torch.randn(5, 2, 3)
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(compiled(x)[0], lstm(x)[0])
+    assert len(graphs) == 1

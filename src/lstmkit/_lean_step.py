@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from .backends import compiled, tracing
+from .backends import _functorch_active, compiled, tracing
 from .functional import cell_inputs
 from .masks import draw
+from .options import CELL_OPTIONS
 
 if TYPE_CHECKING:
     from .lstm import LSTM
@@ -30,13 +32,26 @@ if TYPE_CHECKING:
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _usable(lstm: LSTM, x_t: Tensor, hx: object) -> bool:
+def _plain(t: object, like: Tensor) -> bool:
+    """A plain tensor (or parameter; no other subclass, batched or fake tensor) on
+    ``like``'s device, of its dtype."""
+    return type(t) in _PLAIN and t.dtype == like.dtype and t.device == like.device
+
+
+_PLAIN = (Tensor, nn.Parameter)
+
+
+def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None) -> bool:
     """Whether the lean step gives this call's result (else the general path runs)."""
     if torch.is_grad_enabled() or lstm.backend not in ("auto", "compiled"):
         return False
-    if not compiled.AVAILABLE or tracing():  # (the ONNX exporters trace too)
+    if not compiled.AVAILABLE or tracing() or _functorch_active():  # (ONNX exporters trace)
+        return False
+    if fwAD._current_level >= 0:  # forward-mode AD: tangents ride on the tensors
         return False
     if x_t.device.type != "cpu" or x_t.dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
+        return False
+    if type(x_t) is not Tensor or not all(_plain(m, x_t) for m in masks or ()):
         return False
     if x_t.shape[-1] != lstm.input_size or (x_t.dim() == 2 and x_t.shape[0] == 0):
         return False
@@ -46,11 +61,7 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object) -> bool:
         return False
     rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
     widths = (lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
-    return all(
-        isinstance(s, Tensor) and s.dtype == x_t.dtype and s.device == x_t.device
-        and tuple(s.shape) == (*rows, width)
-        for s, width in zip(hx, widths)
-    )  # fmt: skip
+    return all(_plain(s, x_t) and tuple(s.shape) == (*rows, width) for s, width in zip(hx, widths))
 
 
 def lean_step(
@@ -59,10 +70,14 @@ def lean_step(
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:  # fmt: skip
     """``lstm.step(x_t, hx, recurrent_masks=masks)`` (``masks`` as checked: ``(B, P)``
     each) in one compiled call per layer, or None when it cannot run here."""
-    if not _usable(lstm, x_t, hx):
+    if not _usable(lstm, x_t, hx, masks):
         return None
+    from .backends.numba.step import STEP_OPTIONS, run_step_layer  # compiled on first use
+
+    if not STEP_OPTIONS.issuperset(CELL_OPTIONS.intersection(lstm.options_used())):
+        return None  # an option the step kernel does not implement
     weights = lstm.layer_weights()
-    if weights[0].weight_ih.dtype != x_t.dtype or weights[0].weight_ih.device != x_t.device:
+    if not all(_plain(t, x_t) for w in weights for t in w if t is not None):
         return None
     batched = x_t.dim() == 2
     x = (x_t if batched else x_t[None]).contiguous()  # (B, I)
@@ -76,8 +91,6 @@ def lean_step(
     h_n, c_n, y = x.new_empty(L, B, P), x.new_empty(L, B, H), x.new_empty(B, P)
     settings, training = lstm.settings, lstm.training
     zoned = dict(settings)["zoneout"] != (0.0, 0.0)
-    from .backends.numba.step import run_step_layer  # compiled on first use
-
     # numpy views, indexed per layer (a tensor's indexing costs ~1 us, an array's ~0.1)
     h0_, c0_, h_n_, c_n_, x_, y_ = (t.numpy() for t in (h0, c0, h_n, c_n, x, y))
     for layer, w in enumerate(weights):

@@ -32,6 +32,15 @@ class OptionAttributes:
         self.__dict__["_options"] = checked(values, bias)
         self._renew()
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling; a module pickled before options were properties kept them as plain
+        attributes (and zoneout's pair as ``_zoneout``): they become ``_options``."""
+        super().__setstate__(state)  # type: ignore[misc]
+        if "_options" not in self.__dict__:
+            old = {o.name: self.__dict__.pop(o.name) for o in OPTIONS if o.name in self.__dict__}
+            self.__dict__.pop("_zoneout", None)
+            self._init_options(self.__dict__.get("bias", True), old)
+
     def _renew(self) -> None:
         options = self.__dict__["_options"]
         self.__dict__["_call_options"] = {name: options[name] for name in CALL_OPTIONS}
@@ -54,7 +63,10 @@ class OptionAttributes:
 
 def _attribute(option: Option) -> property:
     def get(self: Any) -> object:
-        return self.__dict__["_options"][option.name]
+        try:
+            return self.__dict__["_options"][option.name]
+        except KeyError:  # not set up (yet): as for any missing attribute
+            raise AttributeError(option.name) from None
 
     def set_(self: Any, value: object) -> None:
         if option.parameters and option.check(value) != self._options[option.name]:

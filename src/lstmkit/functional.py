@@ -35,6 +35,8 @@ from .cell import layer_normalized
 from .gemm import linear
 from .masks import draw, recurrent_dropout_mask, zoneout_masks
 from .options import (
+    OPTIONS,
+    TENSORS,
     TRAINABLE,
     CellConfig,
     beyond_onnx_operator,
@@ -104,9 +106,27 @@ def cell_inputs(
     """What a backend receives for one layer-direction: the :class:`CellConfig` of
     ``settings`` (:func:`lstmkit.options.call_settings`) and the named option tensors,
     ``w``'s (:meth:`LayerWeights.option_tensors`) and the call's random ones, ``drawn``
-    (:func:`lstmkit.masks.draw`)."""
+    (:func:`lstmkit.masks.draw`). ``ValueError`` when ``w`` holds only part of an
+    option's weights (it would otherwise run without the option)."""
     tensors = w.option_tensors() | drawn
-    return cell_config(settings, frozenset(tensors)), tensors
+    config = cell_config(settings, frozenset(tensors), not torch.compiler.is_compiling())
+    if len(config.tensor_names()) != len(tensors) or (w.ln_weight_ih is None) == config.layer_norm:
+        _refuse_partial(w, tensors)
+    return config, tensors
+
+
+def _refuse_partial(w: LayerWeights, tensors: dict[str, Tensor]) -> None:
+    """Name the option whose weights ``w`` holds only in part."""
+    for option in OPTIONS:
+        names = [p.name for p in option.parameters]
+        given = [n for n in names if getattr(w, n) is not None]
+        if given and len(given) < len(names):
+            raise ValueError(
+                f"LayerWeights: {option.name} needs all of {', '.join(names)}, "
+                f"got only {', '.join(given)}"
+            )
+    unused = sorted(set(tensors) - set(TENSORS))
+    raise ValueError(f"cell inputs {unused or sorted(tensors)} do not make whole options")
 
 
 def _stacked(x: Tensor, h: list[Tensor], c: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -199,7 +219,8 @@ def lstm(
                     for z in zoneout_keep],
                 **options,
             )  # fmt: skip
-    settings = call_settings(options)  # checked, hashable: (name, value) pairs
+    # checked, hashable (name, value) pairs; uncached under compile (see call_settings)
+    settings = call_settings(options, not torch.compiler.is_compiling())
     rates = dict(settings)
     given = ["recurrent_dropout"] * (recurrent_masks is not None)
     given += ["zoneout"] * (zoneout_keep is not None)

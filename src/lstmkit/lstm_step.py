@@ -45,8 +45,9 @@ class Streaming:
 
         ``x_t`` is ``(B, I)`` (or ``(I,)`` unbatched) whatever ``batch_first`` says;
         ``hx``, ``h`` and ``c`` are ``(L, B, P)`` and ``(L, B, H)`` (no ``B`` when
-        unbatched). Looping ``step`` over ``t`` gives exactly ``lstm(x)``'s output and
-        final state::
+        unbatched). Looping ``step`` over ``t`` gives ``lstm(x)``'s output and
+        final state (to float rounding: without autograd each step is one compiled call
+        per layer, :mod:`lstmkit._lean_step`)::
 
             state = None
             masks = lstm.recurrent_dropout_masks(B)  # None unless training with it

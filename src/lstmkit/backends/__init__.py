@@ -79,8 +79,9 @@ BACKENDS: dict[str, Backend] = {
 #: ``compiled`` is the fastest wherever it runs (float32/float64 on the CPU, numba
 #: installed: see benchmarks/RESULTS.md); ``fused`` runs everywhere else (CUDA,
 #: bfloat16, float16) and trains faster than ``reference``. A single time step (T = 1,
-#: as in ``step()``) goes to ``reference``: with no loop to speed up, its one cell call
-#: has the least fixed cost. Under torch.compile or torch.func transforms neither applies
+#: as in ``LSTMCell``) goes to ``reference``: with no loop to speed up, its one cell call
+#: has the least fixed cost (``LSTM.step`` without autograd has its own compiled step,
+#: :mod:`lstmkit._lean_step`). Under torch.compile or torch.func transforms neither applies
 #: and ``auto`` runs ``reference``. ``triton`` serves CUDA tensors (float32, bfloat16,
 #: float16); ``auto`` never picks it on the CPU, where it runs only interpreted (tests).
 AUTO_ORDER: tuple[str, ...] = ("compiled", "triton", "fused")

@@ -8,6 +8,7 @@ Files:
 * :mod:`.numerics`: activation codes, tanh and sigmoid, activations, slopes and clips.
 * :mod:`.blas`: the matrix products the loops call, with weights prepared once.
 * :mod:`.panels`: our register-blocked float32 block kernel (LLVM IR for the host CPU).
+* :mod:`.step`: one step of one layer in one call, for ``LSTM.step`` without autograd.
 
 Only :mod:`.engine` imports without numba (it then reports the engine unavailable).
 """

@@ -18,11 +18,15 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
 * ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
   row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64, and
   float32 where it measures fastest (a single row).
+* ``DOTS`` (:func:`.loops.dot_product`): one dot product per output over the weight in
+  torch's own layout (``W^T`` rows are ``weight`` rows), so a forward product needs no
+  preparation at all; float32, for calls too short to repay preparing the weight.
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first
-time that shape is seen (:func:`choose`: both run on random data, in the threading the
-call will use, the faster wins): the libraries' speeds differ by CPU (MKL's kernels run at
+time that shape is seen (:func:`choose`: each runs on random data, in the threading the
+call will use, and its preparation is timed too; the least total for the call's number
+of products wins): the libraries' speeds differ by CPU (MKL's kernels run at
 different fractions of peak on Intel and AMD), so no threshold is written down.
 ``LSTMKIT_GEMM=loops`` forces our own kernels (no MKL), ``=mkl`` forces MKL (and fails
 loudly without it); :func:`route` describes what runs.
@@ -120,7 +124,7 @@ def _choose() -> tuple[str, ctypes.CDLL | None]:
 
 
 _ASKED, _LIB = _choose()
-MKL, LOOPS, PANELS = 0, 1, 2  # route codes, as the loops take them
+MKL, LOOPS, PANELS, DOTS = 0, 1, 2, 3  # route codes, as the loops take them
 _mkl_address = (
     ctypes.cast(_LIB.cblas_sgemm_compute, ctypes.c_void_p).value
     if _LIB is not None else _sgemm_loops.address  # never chosen without MKL
@@ -143,18 +147,18 @@ sblock = types.ExternalFunction(
 
 def available() -> tuple[int, ...]:
     """The float32 route codes this process can run (``MKL`` only with torch's MKL)."""
-    return (LOOPS, PANELS) if _LIB is None else (MKL, LOOPS, PANELS)
+    return (LOOPS, PANELS, DOTS) if _LIB is None else (MKL, LOOPS, PANELS, DOTS)
 
 
 def route(dtype: torch.dtype = torch.float32) -> str:
     """What the compiled loops' products run on for ``dtype``: ``"loops"`` (float64),
     ``"panels"`` (float32 forced or without MKL), ``"mkl-packed"`` (forced), or
-    ``"mkl-packed|panels (measured per shape)"``."""
+    ``"mkl-packed|panels|loops|dots (measured per shape)"``."""
     if dtype != torch.float32:
         return "loops"
     if _ASKED == "loops":
         return "panels"
-    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|panels (measured per shape)"
+    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|panels|loops|dots (measured per shape)"
 
 
 def set_thread_products(threads: int) -> int:
@@ -174,6 +178,8 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     perturbations, some training code), and checking the values costs as much as
     preparing them (one pass over the weight, well under 1% of a call)."""
     w = weight.detach().contiguous().numpy()
+    if way == DOTS:  # rows of W^T: the weight itself for x W^T, else its transpose
+        return w if transpose else np.ascontiguousarray(w.T)
     if way == PANELS:  # (K, N) cut into 32-column panels, zero-padded: (panels * K, 32)
         op = w.T if transpose else w
         k, n = op.shape
@@ -194,53 +200,57 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     return packed
 
 
-#: The float32 routes :func:`choose` measures (with MKL; without it, PANELS is chosen).
-_CANDIDATES = (MKL, PANELS, LOOPS)
+#: The float32 routes :func:`choose` measures (without MKL, all but MKL).
+_CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS) if way in available())
 
-#: Per (rows, K, N, threads the product may use): each route's measured seconds to
-#: prepare the weight once and to run one product, in :data:`_CANDIDATES` order.
-_measured: dict[tuple[int, int, int, int], list[tuple[float, float]]] = {}
+#: Per (rows, K, N, threads the product may use, transpose): each route's measured
+#: seconds to prepare the weight once and to run one product, in :data:`_CANDIDATES` order.
+_measured: dict[tuple[int, int, int, int, bool], list[tuple[float, float]]] = {}
 
 
-def choose(dtype: torch.dtype, rows: int, k: int, n: int, alone: bool, steps: int = 1) -> int:
+def choose(
+    dtype: torch.dtype, rows: int, k: int, n: int, alone: bool, steps: int = 1,
+    transpose: bool = True,
+) -> int:  # fmt: skip
     """The route for ``steps`` products ``(rows, k) @ (k, n)`` of ``dtype`` with one
-    weight prepared once; ``alone``: the products run single-threaded (a row range on
-    its own thread), else on torch's threads. The fastest in total (preparing the
-    weight, then ``steps`` products) by times measured once per shape (a few
-    milliseconds at most) and remembered."""
+    weight prepared once (from ``weight (n, k)`` when ``transpose``, the forward's
+    ``x W^T``, else from ``weight (k, n)``); ``alone``: the products run single-threaded
+    (a row range on its own thread), else on torch's threads. The least in total
+    (preparing the weight, then ``steps`` products) by times measured once per shape (a
+    few milliseconds at most) and remembered."""
     if dtype != torch.float32:
         return LOOPS
     if _ASKED != "auto":  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
-    key = (rows, k, n, threads)
+    key = (rows, k, n, threads, transpose)
     times = _measured.get(key)
     if times is None:
-        times = _measured[key] = _measure(rows, k, n, alone)
+        times = _measured[key] = _measure(rows, k, n, alone, transpose)
     totals = [prep + steps * product for prep, product in times]
     return _CANDIDATES[totals.index(min(totals))]
 
 
-def _measure(rows: int, k: int, n: int, alone: bool) -> list[tuple[float, float]]:
+def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tuple[float, float]]:
     """Each route's time to prepare the weight and to run one product, on random data
     (best of 3 after a warm-up)."""
     from .loops import products  # the compiled side; imported on first measure
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(rows, k, generator=g).numpy()
-    w = torch.randn(n, k, generator=g)
+    w = torch.randn(*((n, k) if transpose else (k, n)), generator=g)
     c = np.empty((rows, n), np.float32)
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
     previous = set_thread_products(1) if alone else None
     try:
         measured = []
         for way in _CANDIDATES:
-            prepared_w = prepared(w, True, rows, way)
+            prepared_w = prepared(w, transpose, rows, way)
             products(a, prepared_w, c, way, 1)  # warm-up (and compile)
             prep, product = [], []
             for _ in range(3):
                 start = time.perf_counter()
-                prepared(w, True, rows, way)
+                prepared(w, transpose, rows, way)
                 prep.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 products(a, prepared_w, c, way, reps)

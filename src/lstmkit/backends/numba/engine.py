@@ -20,7 +20,7 @@ import functools
 import itertools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -86,9 +86,14 @@ def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
 
 
 def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
+    return option_arrays(buf.config, buf.tensors, dtype)
+
+
+def option_arrays(
+    cfg: CellConfig, ten: Mapping[str, Tensor], dtype: torch.dtype
+) -> tuple[np.ndarray, ...]:
     """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
     the activation codes."""
-    cfg, ten = buf.config, buf.tensors
     peep = _absent(dtype, 2)
     if cfg.peephole:
         names = ("weight_ci", "weight_cf", "weight_co")
@@ -235,7 +240,7 @@ def _weights(
     k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
 
     def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        way = blas.choose(dtype, m, k, n, alone, steps)
+        way = blas.choose(dtype, m, k, n, alone, steps, transpose)
         hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
         return blas.prepared(w_hh, transpose, m, way), hr, way
 

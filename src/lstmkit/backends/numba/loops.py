@@ -53,11 +53,31 @@ def _gemm(a, w, c, n, way):
                            0.0, c.ctypes, c.shape[1])  # fmt: skip
         elif way == 2:  # blas.PANELS
             panel_product(a, w, c, n)
+        elif way == 3:  # blas.DOTS
+            dot_product(a, w, c, n)
         else:
             blas.sgemm_loops(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes,
                              n, 0.0, c.ctypes, c.shape[1])  # fmt: skip
 
     return impl
+
+
+@njit(fastmath=FASTMATH)
+def _dot(x, y):
+    """``x . y`` of two contiguous float32 rows (vectorised: the sum may reassociate)."""
+    acc = np.float32(0.0)
+    for k in range(x.shape[0]):
+        acc += x[k] * y[k]
+    return acc
+
+
+@njit(inline="always")
+def dot_product(a, wt, c, n):
+    """``c[:, :n] = a @ W`` with ``wt (n, K)`` the rows of ``W^T``: one dot product of
+    contiguous rows per output, accumulated in float32."""
+    for r in range(a.shape[0]):
+        for j in range(n):
+            c[r, j] = _dot(a[r], wt[j])
 
 
 @njit(inline="always")
@@ -89,7 +109,7 @@ def panel_product(a, wp, c, n):
                 c[full + r, n0 : n0 + width] = block[r, :width]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def products(a, w, c, way, reps):
     """``reps`` times ``c = a @ w`` on route ``way`` (what :func:`.blas.choose` times)."""
     for _ in range(reps):

@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numba import njit
 from torch import Tensor
 
-from .numerics import CELL_KINDS, FASTMATH, GATE_KINDS
+from .engine import option_arrays
+from .numerics import FASTMATH
 
 if TYPE_CHECKING:
     from ...functional import LayerWeights
@@ -95,18 +95,12 @@ def step_layer(
         c_out[b] = c_new
 
 
-#: Per dtype and option values: the clip limits and activation codes as arrays.
-_STATICS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _statics(dtype: np.dtype, clips: tuple, kinds: tuple[str, str]) -> tuple[np.ndarray, ...]:
-    key = (dtype, clips, kinds)
-    found = _STATICS.get(key)
-    if found is None:
-        limits = np.array([np.inf if v is None else v for v in clips], dtype)
-        codes = np.array([GATE_KINDS[kinds[0]], CELL_KINDS[kinds[1]]])
-        found = _STATICS[key] = (limits, codes)
-    return found
+#: The cell options :func:`step_layer` implements (``lstmkit.LSTM.step`` runs the
+#: general path for any other).
+STEP_OPTIONS = frozenset({
+    "peephole", "gate_clip", "cell_clip", "recurrent_dropout", "zoneout", "layer_norm",
+    "activation", "recurrent_activation",
+})  # fmt: skip
 
 
 def run_step_layer(
@@ -119,13 +113,8 @@ def run_step_layer(
     (arrays, contiguous)."""
     dt = x.dtype
     e1, e2 = np.empty(0, dt), np.empty((0, 0), dt)
-    limits, codes = _statics(
-        dt, (config.gate_clip, config.cell_clip),
-        (config.recurrent_activation, config.activation),
-    )  # fmt: skip
-    peep = e2
-    if config.peephole:
-        peep = torch.stack([w.weight_ci, w.weight_cf, w.weight_co]).numpy()
+    dtype = w.weight_hh.dtype
+    peep, limits, codes = option_arrays(config, tensors, dtype)
     norm = (e1, e1, e1, e1)
     if config.layer_norm:
         norm = tuple(t.detach().numpy() for t in (w.ln_weight_ih, w.ln_weight_hh,

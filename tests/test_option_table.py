@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit import backends, functional, options
+from lstmkit import backends, functional, option_calls, options
 from lstmkit.backends import Backend
 from lstmkit.options import OPTIONS, CellConfig
 
@@ -55,7 +55,7 @@ def test_parameters_registered_from_the_table(option: options.Option) -> None:
 
 def test_config_encodes_and_decodes() -> None:
     config = CellConfig(peephole=True, gate_clip=1.5, zoneout=True, activation="softsign")
-    assert options.decode(config.encode()) == config
+    assert option_calls.decode(config.encode()) == config
     assert config.used() == ("peephole", "gate_clip", "zoneout", "activation")
     assert config.tensor_names() == ("weight_ci", "weight_cf", "weight_co", "zoneout_h",
                                      "zoneout_c")  # fmt: skip

@@ -20,7 +20,8 @@ import lstmkit
 from lstmkit.backends import BACKENDS, ops, reference, select
 from lstmkit.backends.contract import Recurrence
 from lstmkit.backends.triton import availability
-from lstmkit.options import TRAINABLE, CellConfig, call_settings, cell_config
+from lstmkit.option_calls import call_settings, cell_config
+from lstmkit.options import TRAINABLE, CellConfig
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")

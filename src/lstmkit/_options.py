@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .options import CALL_OPTIONS, OPTIONS, Option, call_settings, checked, used
+from .option_calls import call_settings
+from .options import CALL_OPTIONS, OPTIONS, Option, checked, used
 
 
 class OptionAttributes:
@@ -49,7 +50,7 @@ class OptionAttributes:
     @property
     def settings(self) -> tuple[tuple[str, object], ...]:
         """The checked values of the options a call takes (:data:`.options.CALL_OPTIONS`),
-        as :func:`lstmkit.options.call_settings` gives them (hashable)."""
+        as :func:`lstmkit.option_calls.call_settings` gives them (hashable)."""
         return call_settings(self._call_options)
 
     def options_used(self) -> list[str]:

@@ -34,16 +34,8 @@ from ._precision import autocast_dtype, bias_sum
 from .cell import layer_normalized
 from .gemm import linear
 from .masks import draw, recurrent_dropout_mask, zoneout_masks
-from .options import (
-    OPTIONS,
-    TENSORS,
-    TRAINABLE,
-    CellConfig,
-    beyond_onnx_operator,
-    call_settings,
-    cell_config,
-    used,
-)
+from .option_calls import call_settings, cell_config
+from .options import OPTIONS, TENSORS, TRAINABLE, CellConfig, beyond_onnx_operator, used
 
 
 class States(NamedTuple):
@@ -104,7 +96,7 @@ def cell_inputs(
     w: LayerWeights, settings: tuple[tuple[str, object], ...], drawn: dict[str, Tensor],
 ) -> tuple[CellConfig, dict[str, Tensor]]:  # fmt: skip
     """What a backend receives for one layer-direction: the :class:`CellConfig` of
-    ``settings`` (:func:`lstmkit.options.call_settings`) and the named option tensors,
+    ``settings`` (:func:`lstmkit.option_calls.call_settings`) and the named option tensors,
     ``w``'s (:meth:`LayerWeights.option_tensors`) and the call's random ones, ``drawn``
     (:func:`lstmkit.masks.draw`). ``ValueError`` when ``w`` holds only part of an
     option's weights (it would otherwise run without the option)."""

@@ -18,7 +18,7 @@ def draw(
     settings: Mapping[str, object], training: bool, skip: Collection[str] = (),
 ) -> dict[str, Tensor]:  # fmt: skip
     """The random tensors a call of the recurrence takes for the options on in
-    ``settings`` (checked, as :func:`lstmkit.options.call_settings` gives them), by
+    ``settings`` (checked, as :func:`lstmkit.option_calls.call_settings` gives them), by
     name: ``recurrent_mask`` ``(B, P)`` in training with recurrent dropout,
     ``zoneout_h`` ``(T, B, P)`` and ``zoneout_c`` ``(T, B, H)`` with zoneout (its rates in
     eval). ``widths`` is ``(P, H)``; options named in ``skip`` are left to the caller."""

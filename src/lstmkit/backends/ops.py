@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..options import NO_TENSORS, PLAIN, TRAINABLE, CellConfig, decode
+from ..option_calls import decode
+from ..options import NO_TENSORS, PLAIN, TRAINABLE, CellConfig
 from . import bptt, compiled, fused
 from .buffers import Buffers, Engine
 from .contract import Recurrence, valid_mask

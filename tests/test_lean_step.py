@@ -168,3 +168,22 @@ def test_a_mask_of_another_dtype_gets_the_general_paths_error(lean_calls: list[i
     with torch.no_grad(), pytest.raises(RuntimeError) as lean:
         lstm.step(torch.randn(2, 4), recurrent_masks=masks)
     assert str(lean.value) == str(general.value) and not lean_calls
+
+
+@pytest.mark.parametrize("backend", ["auto", "compiled", "fused"])
+def test_forward_mode_ad_through_a_sequence_is_exact_or_refused(backend: str) -> None:
+    """Forward-mode AD (tangents on the tensors, even under no_grad) needs the reference
+    loop's torch ops: ``auto`` runs it, an explicit hand-written backend refuses."""
+    import torch.autograd.forward_ad as fwAD
+
+    lstm = lstmkit.LSTM(4, 5, dtype=D64, backend=backend)
+    x, tangent = torch.randn(6, 2, 4, dtype=D64), torch.randn(6, 2, 4, dtype=D64)
+    want = torch.func.jvp(lambda v: lstm.to_torch()(v)[0], (x,), (tangent,))[1]
+    with torch.no_grad(), fwAD.dual_level():
+        dual = fwAD.make_dual(x, tangent)
+        if backend != "auto":
+            with pytest.raises(NotImplementedError, match="forward-mode AD"):
+                lstm(dual)
+            return
+        got = fwAD.unpack_dual(lstm(dual)[0]).tangent
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

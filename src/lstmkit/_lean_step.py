@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -45,9 +44,7 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None)
     """Whether the lean step gives this call's result (else the general path runs)."""
     if torch.is_grad_enabled() or lstm.backend not in ("auto", "compiled"):
         return False
-    if not compiled.AVAILABLE or tracing() or _functorch_active():  # (ONNX exporters trace)
-        return False
-    if fwAD._current_level >= 0:  # forward-mode AD: tangents ride on the tensors
+    if not compiled.AVAILABLE or tracing() or _functorch_active():  # (and forward-mode AD)
         return False
     if x_t.device.type != "cpu" or x_t.dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
         return False

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from . import compiled, fused, ops, reference
@@ -45,15 +46,21 @@ def tracing() -> bool:
 
 
 def _functorch_active() -> bool:
+    """Whether a torch.func transform or forward-mode AD (tangents riding on tensors,
+    ``torch.autograd.forward_ad``) is active: both need the reference loop's torch ops."""
     active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
-    return active()
+    return active() or fwAD._current_level >= 0
 
 
 def _untransformed(xg: Tensor) -> str | None:
     """The hand-written backward (custom ops with numba calls, for ``compiled``) has no
-    batching rule for torch.func; the reference loop, plain torch ops, transforms."""
+    batching rule for torch.func and no forward-mode derivative; the reference loop,
+    plain torch ops, transforms."""
     if _functorch_active():
-        return "torch.func transforms (vmap, grad, jacrev, ...) need backend='auto' or 'reference'"
+        return (
+            "torch.func transforms (vmap, grad, jacrev, ...) and forward-mode AD need "
+            "backend='auto' or 'reference'"
+        )
     return None
 
 

@@ -88,6 +88,10 @@ def run(
         return Recurrence.apply(
             xg, h0, c0, weight_hh, weight_hr, lengths, reverse, engine, config, *values
         )
+    infer = getattr(engine, "infer", None)  # an engine's own path without autograd
+    if infer is not None:
+        valid = None if lengths is None else valid_mask(lengths, xg.shape[0])
+        return infer(xg, h0, c0, Walk(weight_hh, weight_hr, valid, reverse), config, tensors)
     outputs, _, _ = forward(
         engine, xg, h0, c0, weight_hh, weight_hr, lengths, reverse, config, tensors, keep=False
     )

@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -85,10 +86,6 @@ def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
     return np.empty((0,) * rank, _ARRAY_DTYPES[dtype])
 
 
-def _options(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
-    return option_arrays(buf.config, buf.tensors, dtype)
-
-
 def option_arrays(
     cfg: CellConfig, ten: Mapping[str, Tensor], dtype: torch.dtype
 ) -> tuple[np.ndarray, ...]:
@@ -114,44 +111,102 @@ def _statics(cfg: CellConfig, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarra
     return found
 
 
-def _norm(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, ...]:
-    """Layer normalisation for the kernels: the gains and bias, then the (T, B, N)
-    buffers of the normalised values and 1/std (all empty when off)."""
-    if not buf.config.layer_norm:
+class Arrays(NamedTuple):
+    """The forward loop's output arrays (numpy views of :class:`..buffers.Buffers`, or
+    fresh arrays when no backward follows); an empty array where an option is off."""
+
+    acts: np.ndarray  # (T or 1, B, 4H)
+    cs: np.ndarray  # (T + 1, B, H)
+    hs: np.ndarray  # (T + 1, B, P)
+    tanh_cs: np.ndarray  # (T or 1, B, H)
+    ms: np.ndarray  # (T or 1, B, H) with a projection
+    gate_clipped: np.ndarray  # (T or 1, B, 4H) bool
+    cell_clipped: np.ndarray  # (T or 1, B, H) bool
+    norm: tuple[np.ndarray, ...]  # rec_hat (.., 4H), rec_rstd (.., 1), c_hat (.., H), c_rstd
+    c_new: np.ndarray  # (T or 1, B, H) with zoneout
+
+
+def _norm(
+    cfg: CellConfig, ten: Mapping[str, Tensor], bufs: tuple[np.ndarray, ...], dtype: torch.dtype
+) -> tuple[np.ndarray, ...]:
+    """Layer normalisation for the kernels: the gains and bias, then the buffers of the
+    normalised values and 1/std (all empty when off)."""
+    if not cfg.layer_norm:
         return (_absent(dtype, 1),) * 3 + (_absent(dtype, 3),) * 4
-    gains = [buf.tensors[n] for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
-    return (
-        *(g.detach().numpy() for g in gains),
-        *(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
+    gains = [ten[n].detach().numpy() for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
+    return (*gains, *bufs)
+
+
+def _zoneout(
+    cfg: CellConfig, ten: Mapping[str, Tensor], c_new: np.ndarray, dtype: torch.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
+    buffer (empty when off)."""
+    if not cfg.zoneout:
+        return (_absent(dtype, 3),) * 3
+    keep = (_np(ten[n].contiguous(), dtype, 3) for n in ("zoneout_h", "zoneout_c"))
+    return (*keep, c_new)
+
+
+def _views(buf: Buffers, dtype: torch.dtype) -> Arrays:
+    """The buffers of ``buf`` as the loops' arrays."""
+    return Arrays(
+        *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
+        *(_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped)),
+        tuple(_np(x, dtype, 3) for x in (buf.rec_hat, buf.rec_rstd, buf.c_hat, buf.c_rstd)),
+        _np(buf.c_new, dtype, 3),
     )
 
 
-def _zoneout(buf: Buffers, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
-    buffer (empty when off)."""
-    if not buf.config.zoneout:
-        return (_absent(dtype, 3),) * 3
-    keep = buf.tensors["zoneout_h"], buf.tensors["zoneout_c"]
-    return (*(_np(k.contiguous(), dtype, 3) for k in keep), _np(buf.c_new, dtype, 3))
+def _run_forward(
+    xg: Tensor, walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays
+) -> None:
+    """The forward time loop (:func:`.loops.forward`) over all rows into ``out``."""
+    w_hh, w_hr, valid, reverse = walk
+    dtype, B = xg.dtype, xg.shape[1]
+    peep, clips, kinds = option_arrays(cfg, ten, dtype)
+    _on_rows(
+        loops.forward, B, _weights(w_hh, w_hr, True, dtype, xg.shape[0]),
+        _np(xg.contiguous(), dtype), _valid(valid), reverse, out.acts, out.cs, out.hs,
+        out.tanh_cs, out.ms, peep, clips, out.gate_clipped, out.cell_clipped,
+        _np(ten.get("recurrent_mask"), dtype), kinds, _norm(cfg, ten, out.norm, dtype),
+        _zoneout(cfg, ten, out.c_new, dtype),
+    )  # fmt: skip
 
 
 class NumbaEngine:
     """The two time loops of :class:`..bptt.Recurrence`, each one compiled call
-    (:mod:`.loops`) with the weights prepared once per call (:func:`.blas.prepared`)."""
+    (:mod:`.loops`) with the weights prepared once per call (:func:`.blas.prepared`);
+    :meth:`infer` for calls without autograd."""
 
     def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
-        w_hh, w_hr, valid, reverse = walk
-        dtype, B = xg.dtype, xg.shape[1]
-        peep, clips, kinds = _options(buf, dtype)
-        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
-        _on_rows(
-            loops.forward, B, _weights(w_hh, w_hr, True, dtype, xg.shape[0]),
-            _np(xg.contiguous(), dtype),
-            _valid(valid), reverse,
-            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.hs, buf.tanh_cs, buf.ms)),
-            peep, clips, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
-            _norm(buf, dtype), _zoneout(buf, dtype),
+        _run_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype))
+
+    def infer(
+        self, xg: Tensor, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
+        ten: Mapping[str, Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """``(ys, h_n, c_n, cs)`` of the forward loop with nothing kept for a backward:
+        the state slots and one step of scratch as fresh arrays (no torch buffers, no
+        autograd), the results as tensors over them."""
+        T, B, G = xg.shape
+        H, P, dt = G // 4, h0.shape[1], _NUMPY[xg.dtype]
+        hs, cs = np.empty((T + 1, B, P), dt), np.empty((T + 1, B, H), dt)
+        first = T if walk.reverse else 0
+        hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+
+        def step(width: int, on: bool = True, kind: type = dt) -> np.ndarray:
+            return np.empty((1, B, width), kind) if on else np.empty((0, 0, 0), kind)
+
+        norm = cfg.layer_norm
+        scratch = Arrays(
+            step(G), cs, hs, step(H), step(H, walk.w_hr is not None),
+            step(G, cfg.gate_clip is not None, np.bool_),
+            step(H, cfg.cell_clip is not None, np.bool_),
+            (step(G, norm), step(1, norm), step(H, norm), step(1, norm)), step(H, cfg.zoneout),
         )  # fmt: skip
+        _run_forward(xg, walk, cfg, ten, scratch)
+        return bptt.results(torch.from_numpy(hs), torch.from_numpy(cs), walk.valid, walk.reverse)
 
     def backward(
         self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
@@ -159,15 +214,15 @@ class NumbaEngine:
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         w_hh, w_hr, valid, reverse = walk
         dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
-        peep, _, kinds = _options(buf, dtype)
-        gmasks, cmasks = (_np(m, torch.bool, 3) for m in (buf.gate_clipped, buf.cell_clipped))
+        cfg, ten, v = buf.config, buf.tensors, _views(buf, dtype)
+        peep, _, kinds = option_arrays(cfg, ten, dtype)
         _on_rows(
             loops.backward, B, _weights(w_hh, w_hr, False, dtype, dys.shape[0]),
             _np(dys, dtype),
             _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
-            *(_np(x, dtype, 3) for x in (buf.acts, buf.cs, buf.tanh_cs, grads.dgates, grads.dhs)),
-            peep, gmasks, cmasks, _np(buf.tensors.get("recurrent_mask"), dtype), kinds,
-            _norm(buf, dtype), _zoneout(buf, dtype),
+            v.acts, v.cs, v.tanh_cs, *(_np(x, dtype, 3) for x in (grads.dgates, grads.dhs)),
+            peep, v.gate_clipped, v.cell_clipped, _np(ten.get("recurrent_mask"), dtype), kinds,
+            _norm(cfg, ten, v.norm, dtype), _zoneout(cfg, ten, v.c_new, dtype),
             *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
         )  # fmt: skip
         return dh, dc

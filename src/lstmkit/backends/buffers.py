@@ -68,7 +68,9 @@ class Grads:
 
 
 class Engine(Protocol):
-    """Runs the two time loops of :class:`.bptt.Recurrence`."""
+    """Runs the two time loops of :class:`.bptt.Recurrence`. An engine may also offer
+    ``infer(xg, h0, c0, walk, config, tensors) -> (ys, h_n, c_n, cs)`` for calls without
+    autograd (:func:`.bptt.run` then skips the buffers kept for a backward)."""
 
     def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
         """Fill ``buf`` from step pre-activations ``xg``; ``buf.cs``/``buf.hs`` hold

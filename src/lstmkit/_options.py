@@ -3,8 +3,9 @@ keep them as attributes derived from :data:`lstmkit.options.OPTIONS`.
 
 Each option is a property: reading gives the checked value, setting checks the new one
 (the same message as the constructor's) and renews what a call reads. An option that
-registers parameters (its ``parameters`` in the table) is fixed at construction: setting it
-later raises instead of silently running without its parameters.
+registers parameters (its ``parameters`` in the table) or acts only at initialisation
+(``forget_bias``) is fixed at construction: setting it later raises instead of silently
+running without its parameters (or showing a bias the weights do not have).
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ def _attribute(option: Option) -> property:
             raise AttributeError(option.name) from None
 
     def set_(self: Any, value: object) -> None:
-        if option.parameters and option.check(value) != self._options[option.name]:
-            names = ", ".join(p.name for p in option.parameters)
+        fixed = option.parameters or not option.in_cell
+        if fixed and option.check(value) != self._options[option.name]:
+            what = "it acts at initialisation: reset_parameters() applies it"
+            if option.parameters:
+                what = f"it registers {', '.join(p.name for p in option.parameters)}"
             raise AttributeError(
-                f"{option.name} is fixed at construction (it registers {names}); "
+                f"{option.name} is fixed at construction ({what}); "
                 f"build a new module with {option.name}={value!r}"
             )
         bias = getattr(self, "bias", True)

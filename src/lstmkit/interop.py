@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .lstm import LSTM
+from .options import BY_NAME
 
 #: For each of torch's gates i, f, g, o: its position in the source's gate order.
 KERAS_ORDER = (0, 1, 2, 3)  # source i, f, c, o
@@ -101,7 +102,7 @@ def to_torch(lstm: LSTM) -> nn.LSTM:
     mode (lstmkit-only settings such as ``backend`` or ``forget_bias`` have no place there;
     the forget bias is already in the weights). Cell options nn.LSTM cannot express are
     refused rather than dropped."""
-    extra = [o for o in lstm.options_used() if o != "forget_bias"]
+    extra = [o for o in lstm.options_used() if BY_NAME[o].in_cell]  # not initialisations
     if extra:
         raise ValueError(f"to_torch: nn.LSTM has no {', '.join(extra)}; this LSTM uses them")
     weight = lstm.weight_ih_l0

@@ -233,7 +233,6 @@ def lstm(
         for direction in range(num_directions):
             k = layer * num_directions + direction
             w = weights[k]
-            xg = input_projection(x, w)  # (T, B, 4H)
             drawn = draw(x, x.shape[0], x.shape[1], (h0.shape[2], c0.shape[2]), rates,
                          training, skip=given)  # fmt: skip
             if recurrent_masks is not None and recurrent_masks[k] is not None:
@@ -241,12 +240,17 @@ def lstm(
             if zoneout_keep is not None and zoneout_keep[k] is not None:
                 drawn["zoneout_h"], drawn["zoneout_c"] = zoneout_keep[k]
             config, tensors = cell_inputs(w, settings, drawn)
-            run = backends.select(backend, xg, config.used())
-            ys, h, c, *cs = run(
-                xg, h0[k], c0[k], w.weight_hh, w.weight_hr, lengths=lengths,
-                reverse=direction == 1, cell_states=return_states, config=config,
-                tensors=tensors,
-            )  # fmt: skip  # (T, B, P), (B, P), (B, H) [, (T, B, H)]
+            run = backends.select(backend, x, config.used())
+            state = (h0[k], c0[k])
+            kwargs = {"lengths": lengths, "reverse": direction == 1,
+                      "cell_states": return_states, "config": config, "tensors": tensors}  # fmt: skip
+            whole = backends.inference_layer(run, x, (*state, *w, *tensors.values()))
+            if whole is not None:  # no autograd: the projection inside the engine's call
+                ys, h, c, *cs = whole(x, w, *state, **kwargs)
+            else:
+                xg = input_projection(x, w)  # (T, B, 4H)
+                ys, h, c, *cs = run(xg, *state, w.weight_hh, w.weight_hr, **kwargs)
+            # (T, B, P), (B, P), (B, H) [, (T, B, H)]
             every_h.append(ys)
             every_c.extend(cs)
             hs.append(h)

@@ -8,7 +8,7 @@ name that cannot serve the call raises ``NotImplementedError`` saying why.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -138,6 +138,24 @@ def select(backend: str, xg: Tensor, options: tuple[str, ...] = ()) -> Recurrenc
     if reason is not None:
         raise NotImplementedError(f"backend {backend!r} cannot run this call: {reason}")
     return _traced(backend)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def inference_layer(run: Recurrence, x: Tensor, inputs: Iterable[Tensor | None]) -> Callable | None:
+    """The whole-layer path of ``run``'s engine (:func:`.compiled.infer_layer`: the input
+    projection inside the compiled call, so ``x`` goes in instead of ``xg``), when it can
+    serve this call: ``run`` is the ``compiled`` recurrence itself (not its custom op for
+    a tracer), ``x`` is float32, and no gradient is wanted of ``x`` or of the plain
+    (no subclass) tensors ``inputs``; else None."""
+    if run is not compiled.run_recurrence or x.dtype != torch.float32 or type(x) is not Tensor:
+        return None
+    grad = torch.is_grad_enabled()
+    for t in inputs:
+        if t is not None and (type(t) not in _PLAIN or (grad and t.requires_grad)):
+            return None
+    return None if grad and x.requires_grad else compiled.infer_layer
 
 
 def _traced(name: str) -> Recurrence:

@@ -7,11 +7,14 @@ its docstring for the files); this module imports without numba, and then
 from __future__ import annotations
 
 from ..options import CELL_OPTIONS
-from .numba.engine import AVAILABLE, NO_NUMBA, NumbaEngine, route, run_recurrence, unsupported
+from .numba.engine import (
+    AVAILABLE, NO_NUMBA, NumbaEngine, infer_layer, route, run_recurrence, unsupported,
+)  # fmt: skip
 
 #: The cell options the engine implements (all of them).
 OPTIONS = CELL_OPTIONS
 
 __all__ = [
-    "AVAILABLE", "NO_NUMBA", "OPTIONS", "NumbaEngine", "route", "run_recurrence", "unsupported",
+    "AVAILABLE", "NO_NUMBA", "OPTIONS", "NumbaEngine", "infer_layer", "route", "run_recurrence",
+    "unsupported",
 ]  # fmt: skip

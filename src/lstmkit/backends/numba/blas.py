@@ -14,7 +14,7 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
   once into MKL's panel layout and every step reuses it; float32 only.
 * ``PANELS`` (``lstmkit_sblock``, driven by :func:`.loops.panel_product`): our own
   register-blocked kernel (:mod:`.panels`, LLVM IR compiled for the host CPU) over the
-  weight cut into 32-column panels; float32, every platform.
+  weight cut into panels of 32 or 64 columns; float32, every platform.
 * ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
   row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64, and
   float32 where it measures fastest (a single row).
@@ -180,7 +180,7 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     w = weight.detach().contiguous().numpy()
     if way == DOTS:  # rows of W^T: the weight itself for x W^T, else its transpose
         return w if transpose else np.ascontiguousarray(w.T)
-    if way == PANELS:  # (K, N) cut into 32-column panels, zero-padded: (panels * K, 32)
+    if way == PANELS:  # (K, N) cut into panels of COLUMNS, zero-padded
         op = w.T if transpose else w
         k, n = op.shape
         count = -(-n // panels.COLUMNS)
@@ -203,6 +203,10 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
 #: The float32 routes :func:`choose` measures (without MKL, all but MKL).
 _CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS) if way in available())
 
+#: The most rows :func:`choose` times a product at: a longer product (a whole input
+#: projection) is timed at this many rows and its time scaled by its rows, in proportion.
+MEASURED_ROWS = 256
+
 #: Per (rows, K, N, threads the product may use, transpose): each route's measured
 #: seconds to prepare the weight once and to run one product, in :data:`_CANDIDATES` order.
 _measured: dict[tuple[int, int, int, int, bool], list[tuple[float, float]]] = {}
@@ -223,11 +227,13 @@ def choose(
     if _ASKED != "auto":  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
-    key = (rows, k, n, threads, transpose)
+    sample = min(rows, MEASURED_ROWS)  # a product's time grows with its rows from here on
+    key = (sample, k, n, threads, transpose)
     times = _measured.get(key)
     if times is None:
-        times = _measured[key] = _measure(rows, k, n, alone, transpose)
-    totals = [prep + steps * product for prep, product in times]
+        times = _measured[key] = _measure(sample, k, n, alone, transpose)
+    scale = steps * rows / sample
+    totals = [prep + scale * product for prep, product in times]
     return _CANDIDATES[totals.index(min(totals))]
 
 

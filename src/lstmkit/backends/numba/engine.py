@@ -22,18 +22,22 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ...options import CellConfig
+from ...options import NO_TENSORS, PLAIN, CellConfig
 from .. import bptt
 from ..buffers import Buffers, Grads, Walk
+from ..contract import valid_mask
+
+if TYPE_CHECKING:
+    from ...functional import LayerWeights
 
 try:
-    from . import blas, loops, numerics
+    from . import blas, layer, loops, numerics
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     AVAILABLE = False
 else:
@@ -158,20 +162,53 @@ def _views(buf: Buffers, dtype: torch.dtype) -> Arrays:
     )
 
 
+def _loop_args(
+    walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays, dtype: torch.dtype
+) -> tuple:
+    """:func:`.loops.forward`'s arguments after ``xg`` and before the weights."""
+    peep, clips, kinds = option_arrays(cfg, ten, dtype)
+    return (
+        _valid(walk.valid), walk.reverse, out.acts, out.cs, out.hs, out.tanh_cs, out.ms, peep,
+        clips, out.gate_clipped, out.cell_clipped, _np(ten.get("recurrent_mask"), dtype),
+        kinds, _norm(cfg, ten, out.norm, dtype), _zoneout(cfg, ten, out.c_new, dtype),
+    )  # fmt: skip
+
+
 def _run_forward(
     xg: Tensor, walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays
 ) -> None:
     """The forward time loop (:func:`.loops.forward`) over all rows into ``out``."""
-    w_hh, w_hr, valid, reverse = walk
-    dtype, B = xg.dtype, xg.shape[1]
-    peep, clips, kinds = option_arrays(cfg, ten, dtype)
+    weights = _weights(walk.w_hh, walk.w_hr, True, xg.dtype, xg.shape[0])
     _on_rows(
-        loops.forward, B, _weights(w_hh, w_hr, True, dtype, xg.shape[0]),
-        _np(xg.contiguous(), dtype), _valid(valid), reverse, out.acts, out.cs, out.hs,
-        out.tanh_cs, out.ms, peep, clips, out.gate_clipped, out.cell_clipped,
-        _np(ten.get("recurrent_mask"), dtype), kinds, _norm(cfg, ten, out.norm, dtype),
-        _zoneout(cfg, ten, out.c_new, dtype),
+        loops.forward, xg.shape[1], weights, _np(xg.contiguous(), xg.dtype),
+        *_loop_args(walk, cfg, ten, out, xg.dtype),
     )  # fmt: skip
+
+
+def _scratch(
+    T: int, B: int, G: int, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig
+) -> Arrays:
+    """Fresh arrays for a forward loop with no backward to follow: the state slots
+    (h0, c0 in the first one walked), one step of scratch for the rest."""
+    H, P, dt = G // 4, h0.shape[1], _NUMPY[h0.dtype]
+    hs, cs = np.empty((T + 1, B, P), dt), np.empty((T + 1, B, H), dt)
+    first = T if walk.reverse else 0
+    hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+
+    def step(width: int, on: bool = True, kind: type = dt) -> np.ndarray:
+        return np.empty((1, B, width), kind) if on else np.empty((0, 0, 0), kind)
+
+    norm = cfg.layer_norm
+    return Arrays(
+        step(G), cs, hs, step(H), step(H, walk.w_hr is not None),
+        step(G, cfg.gate_clip is not None, np.bool_), step(H, cfg.cell_clip is not None, np.bool_),
+        (step(G, norm), step(1, norm), step(H, norm), step(1, norm)), step(H, cfg.zoneout),
+    )  # fmt: skip
+
+
+def _results(out: Arrays, walk: Walk) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    hs, cs = torch.from_numpy(out.hs), torch.from_numpy(out.cs)
+    return bptt.results(hs, cs, walk.valid, walk.reverse)
 
 
 class NumbaEngine:
@@ -189,24 +226,35 @@ class NumbaEngine:
         """``(ys, h_n, c_n, cs)`` of the forward loop with nothing kept for a backward:
         the state slots and one step of scratch as fresh arrays (no torch buffers, no
         autograd), the results as tensors over them."""
-        T, B, G = xg.shape
-        H, P, dt = G // 4, h0.shape[1], _NUMPY[xg.dtype]
-        hs, cs = np.empty((T + 1, B, P), dt), np.empty((T + 1, B, H), dt)
-        first = T if walk.reverse else 0
-        hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+        out = _scratch(*xg.shape, h0, c0, walk, cfg)
+        _run_forward(xg, walk, cfg, ten, out)
+        return _results(out, walk)
 
-        def step(width: int, on: bool = True, kind: type = dt) -> np.ndarray:
-            return np.empty((1, B, width), kind) if on else np.empty((0, 0, 0), kind)
+    def infer_layer(
+        self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
+        ten: Mapping[str, Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32): the input
+        projection too runs in the compiled call (:func:`.layer.layer_forward`), on the
+        loop's own threads."""
+        T, B, I = x.shape
+        G = w.weight_hh.shape[0]
+        out = _scratch(T, B, G, h0, c0, walk, cfg)
+        xg = np.empty((T, B, G), np.float32)
+        biased = w.bias_ih is not None and w.bias_hh is not None
+        b_ih, b_hh = (_np(b if biased else None, x.dtype, 1) for b in (w.bias_ih, w.bias_hh))
+        recurrent = _weights(walk.w_hh, walk.w_hr, True, x.dtype, T)
 
-        norm = cfg.layer_norm
-        scratch = Arrays(
-            step(G), cs, hs, step(H), step(H, walk.w_hr is not None),
-            step(G, cfg.gate_clip is not None, np.bool_),
-            step(H, cfg.cell_clip is not None, np.bool_),
-            (step(G, norm), step(1, norm), step(H, norm), step(1, norm)), step(H, cfg.zoneout),
+        def weights(m: int, alone: bool) -> tuple:
+            rows, steps = (T * m, 1) if m == B else (m, T)  # one product, or one per step
+            way = blas.choose(x.dtype, rows, I, G, alone, steps)
+            return (blas.prepared(w.weight_ih, True, rows, way), way, *recurrent(m, alone))
+
+        _on_rows(
+            layer.layer_forward, B, weights, _np(x.contiguous(), x.dtype), b_ih, b_hh,
+            _np(w.ln_weight_ih, x.dtype, 1), xg, *_loop_args(walk, cfg, ten, out, x.dtype),
         )  # fmt: skip
-        _run_forward(xg, walk, cfg, ten, scratch)
-        return bptt.results(torch.from_numpy(hs), torch.from_numpy(cs), walk.valid, walk.reverse)
+        return _results(out, walk)
 
     def backward(
         self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
@@ -306,5 +354,21 @@ def _valid(valid: Tensor | None) -> np.ndarray:
     return _NO_VALID if valid is None else valid[:, :, 0].contiguous().numpy()
 
 
+_ENGINE = NumbaEngine()
+
 #: The recurrence contract (:mod:`lstmkit.backends.contract`) on this engine.
-run_recurrence = bptt.recurrence(NumbaEngine())
+run_recurrence = bptt.recurrence(_ENGINE)
+
+
+def infer_layer(
+    x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, *, lengths: Tensor | None = None,
+    reverse: bool = False, cell_states: bool = False, config: CellConfig = PLAIN,
+    tensors: Mapping[str, Tensor] = NO_TENSORS,
+) -> tuple[Tensor, ...]:  # fmt: skip
+    """:data:`run_recurrence` from the layer's input ``x (T, B, I)`` and weights ``w``
+    instead of ``xg``, for float32 calls without autograd (:meth:`NumbaEngine.infer_layer`;
+    :func:`lstmkit.backends.inference_layer` says when)."""
+    valid = None if lengths is None else valid_mask(lengths, x.shape[0])
+    walk = Walk(w.weight_hh, w.weight_hr, valid, reverse)
+    outputs = _ENGINE.infer_layer(x, w, h0, c0, walk, config, tensors)
+    return outputs if cell_states else outputs[:3]

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import blas
+from . import blas, panels
 from .numerics import FASTMATH
 from .rows import backward_row, forward_row
 
@@ -82,29 +82,31 @@ def dot_product(a, wt, c, n):
 
 @njit(inline="always")
 def panel_product(a, wp, c, n):
-    """``c[:, :n] = a @ W`` with ``W`` prepared as 32-column panels ``wp (panels * K,
-    32)`` (:func:`.blas.prepared`), 4 x 32 blocks at a time (:mod:`.panels`); the last
-    rows and columns go through a zero-padded scratch block."""
+    """``c[:, :n] = a @ W`` with ``W`` prepared as panels of ``C_W`` columns ``wp
+    (panels * K, C_W)`` (:func:`.blas.prepared`, ``C_W`` = :data:`.panels.COLUMNS`), 4 x
+    ``C_W`` blocks at a time (:mod:`.panels`); the last rows and columns go through a
+    zero-padded scratch block."""
     M, K = a.shape
     ldc = c.shape[1]
     full = M - M % 4
-    block = np.empty((4, 32), np.float32)
+    cw = panels.COLUMNS
+    block = np.empty((4, cw), np.float32)
     tail = np.zeros((4, K), np.float32)
     for r in range(full, M):
         tail[r - full] = a[r]
     for p in range(wp.shape[0] // K):
-        n0 = p * 32
-        width = min(32, n - n0)
+        n0 = p * cw
+        width = min(cw, n - n0)
         panel = wp[p * K : (p + 1) * K]
         for i in range(0, full, 4):
-            if width == 32:
-                blas.sblock(a[i:].ctypes, K, panel.ctypes, 32, c[i:, n0:].ctypes, ldc, K)
+            if width == cw:
+                blas.sblock(a[i:].ctypes, K, panel.ctypes, cw, c[i:, n0:].ctypes, ldc, K)
             else:
-                blas.sblock(a[i:].ctypes, K, panel.ctypes, 32, block.ctypes, 32, K)
+                blas.sblock(a[i:].ctypes, K, panel.ctypes, cw, block.ctypes, cw, K)
                 for r in range(4):
                     c[i + r, n0 : n0 + width] = block[r, :width]
         if full < M:
-            blas.sblock(tail.ctypes, K, panel.ctypes, 32, block.ctypes, 32, K)
+            blas.sblock(tail.ctypes, K, panel.ctypes, cw, block.ctypes, cw, K)
             for r in range(M - full):
                 c[full + r, n0 : n0 + width] = block[r, :width]
 

@@ -242,8 +242,10 @@ def lstm(
             config, tensors = cell_inputs(w, settings, drawn)
             run = backends.select(backend, x, config.used())
             state = (h0[k], c0[k])
-            kwargs = {"lengths": lengths, "reverse": direction == 1,
-                      "cell_states": return_states, "config": config, "tensors": tensors}  # fmt: skip
+            kwargs = {
+                "lengths": lengths, "reverse": direction == 1, "cell_states": return_states,
+                "config": config, "tensors": tensors,
+            }  # fmt: skip
             whole = backends.inference_layer(run, x, (*state, *w, *tensors.values()))
             if whole is not None:  # no autograd: the projection inside the engine's call
                 ys, h, c, *cs = whole(x, w, *state, **kwargs)

@@ -44,7 +44,8 @@ def _module() -> ir.Module:
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, ptr, i64, i64]),
                      name=SYMBOL)  # fmt: skip
     a, lda, w, ldw, c, ldc, k_total = fn.args
-    fmuladd = ir.Function(mod, ir.FunctionType(vec, [vec, vec, vec]), name=f"llvm.fmuladd.v{_LANES}f32")
+    fmuladd_type = ir.FunctionType(vec, [vec, vec, vec])
+    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{_LANES}f32")
     entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
     b = ir.IRBuilder(entry)
     zero = ir.Constant(vec, [0.0] * _LANES)

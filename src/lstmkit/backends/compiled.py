@@ -7,8 +7,15 @@ its docstring for the files); this module imports without numba, and then
 from __future__ import annotations
 
 from ..options import CELL_OPTIONS
-from .numba.engine import AVAILABLE, NO_NUMBA, NumbaEngine, infer_layer, route, unsupported
-from .numba.engine import run_recurrence
+from .numba.engine import (
+    AVAILABLE,
+    NO_NUMBA,
+    NumbaEngine,
+    infer_layer,
+    route,
+    run_recurrence,
+    unsupported,
+)
 
 #: The cell options the engine implements (all of them).
 OPTIONS = CELL_OPTIONS

@@ -181,13 +181,11 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
     if way == DOTS:  # rows of W^T: the weight itself for x W^T, else its transpose
         return w if transpose else np.ascontiguousarray(w.T)
     if way == PANELS:  # (K, N) cut into panels of COLUMNS, zero-padded
-        op = w.T if transpose else w
-        k, n = op.shape
+        n = w.shape[0] if transpose else w.shape[1]
         count = -(-n // panels.COLUMNS)
-        padded = np.zeros((k, count * panels.COLUMNS), np.float32)
-        padded[:, :n] = op
-        cut = padded.reshape(k, count, panels.COLUMNS).transpose(1, 0, 2)
-        return np.ascontiguousarray(cut).reshape(count * k, panels.COLUMNS)
+        cut = np.empty((count, w.shape[1] if transpose else w.shape[0], panels.COLUMNS), w.dtype)
+        panels.pack(w, transpose, cut)
+        return cut.reshape(-1, panels.COLUMNS)
     if way == LOOPS:
         return np.ascontiguousarray(w.T if transpose else w)
     n, k = (w.shape[0], w.shape[1]) if transpose else (w.shape[1], w.shape[0])

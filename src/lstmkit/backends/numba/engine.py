@@ -245,6 +245,7 @@ class NumbaEngine:
         b_ih, b_hh = (_np(b if biased else None, x.dtype, 1) for b in (w.bias_ih, w.bias_hh))
         recurrent = _weights(walk.w_hh, walk.w_hr, True, x.dtype, T)
 
+        @functools.cache  # row ranges of one size share the weights prepared for them
         def weights(m: int, alone: bool) -> tuple:
             rows, steps = (T * m, 1) if m == B else (m, T)  # one product, or one per step
             way = blas.choose(x.dtype, rows, I, G, alone, steps)
@@ -342,6 +343,7 @@ def _weights(
     marker for ``W_hr`` without projection."""
     k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
 
+    @functools.cache  # row ranges of one size share the weights prepared for them
     def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
         way = blas.choose(dtype, m, k, n, alone, steps, transpose)
         hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
+from numba import njit
 
 
 def _lanes() -> int:
@@ -97,3 +98,29 @@ def compile_block() -> tuple[llvm.ExecutionEngine, int]:
     engine = llvm.create_mcjit_compiler(parsed, target)
     engine.finalize_object()
     return engine, engine.get_function_address(SYMBOL)
+
+
+@njit(cache=True, nogil=True)
+def pack(w, transpose, out):
+    """``out (count, K, COLUMNS)``: the operand ``W (K, N)`` of ``A W`` cut into panels,
+    zero past column ``N``: ``W = w^T`` for ``w (N, K)`` when ``transpose``, else ``w``.
+    One pass over ``w``, a panel's rows at a time (a whole transposed copy first would
+    stride across all of ``w``: 5x slower at 1024 x 512)."""
+    count, K, C = out.shape
+    N = w.shape[0] if transpose else w.shape[1]
+    for p in range(count):
+        n0 = p * C
+        width = min(C, N - n0)
+        panel = out[p]
+        if transpose:
+            for c in range(width):
+                row = w[n0 + c]
+                for k in range(K):
+                    panel[k, c] = row[k]
+        else:
+            for k in range(K):
+                for c in range(width):
+                    panel[k, c] = w[k, n0 + c]
+        for k in range(K):
+            for c in range(width, C):
+                panel[k, c] = 0.0

@@ -1,0 +1,110 @@
+"""float32 calls without autograd on the ``compiled`` engine run the input projection
+inside the engine's compiled call (:func:`lstmkit.backends.compiled.infer_layer`). It must
+agree with a float64 ``reference`` run of the same weights for every option, layout and
+row split, run exactly where it claims to, and see weight updates between calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lstmkit
+from lstmkit.backends import compiled
+
+pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="numba is not importable")
+
+CASES = [
+    dict(),
+    dict(num_layers=2, bidirectional=True),
+    dict(bias=False, proj_size=3),
+    dict(peephole=True, gate_clip=0.8, cell_clip=0.6),
+    dict(activation="softsign", recurrent_activation="hardsigmoid"),
+    dict(layer_norm=True, num_layers=2, proj_size=3),
+    dict(layer_norm=True, bias=False),
+    dict(zoneout=(0.3, 0.1), num_layers=2),
+]  # fmt: skip
+
+
+@pytest.fixture
+def layer_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many layer-directions ran through the whole-layer path."""
+    calls: list[int] = []
+    real = compiled.infer_layer
+
+    def counted(*args: object, **kwargs: object) -> tuple[torch.Tensor, ...]:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compiled, "infer_layer", counted)
+    return calls
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # rows split across two threads from 16 rows on
+    yield
+    torch.set_num_threads(before)
+
+
+def _oracle(
+    lstm: lstmkit.LSTM, options: dict, x: torch.Tensor, hx: tuple, lengths: torch.Tensor | None
+):  # fmt: skip
+    """The same module in float64 on the reference backend (eval: zoneout at its rates)."""
+    ref = lstmkit.LSTM(6, 7, backend="reference", dtype=torch.float64, **options).eval()
+    ref.load_state_dict(lstm.state_dict())
+    with torch.no_grad():
+        out, (h, c) = ref(x.double(), tuple(s.double() for s in hx), lengths=lengths)
+    return out, h, c
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("batch", [3, 18], ids=["one-range", "two-ranges"])
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("options", CASES, ids=str)
+def test_whole_layer_matches_float64_reference(
+    options: dict, lengths: bool, batch: int, layer_calls: list[int]
+) -> None:
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(6, 7, backend="compiled", **options).eval()
+    with torch.no_grad():
+        for p in lstm.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    T, D = 9, 2 if lstm.bidirectional else 1
+    P = lstm.proj_size or 7
+    x = torch.randn(T, batch, 6)
+    hx = (torch.randn(lstm.num_layers * D, batch, P), torch.randn(lstm.num_layers * D, batch, 7))
+    lens = torch.randint(1, T + 1, (batch,)) if lengths else None
+    with torch.no_grad():
+        got = lstm(x, hx, lengths=lens)
+    assert len(layer_calls) == lstm.num_layers * D
+    out, h, c = _oracle(lstm, options, x, hx, lens)
+    for name, a, b in zip(("output", "h_n", "c_n"), (got[0], *got[1]), (out, h, c)):
+        tol = dict(rtol=1e-4, atol=2e-5)
+        torch.testing.assert_close(a.double(), b, **tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_whole_layer_runs_only_without_autograd(layer_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, backend="compiled")
+    x = torch.randn(6, 2, 4)
+    y = lstm(x)[0]  # parameters require grad: the autograd path
+    assert not layer_calls and y.requires_grad
+    with torch.no_grad():
+        lstm(x)
+    assert len(layer_calls) == 1
+    with torch.no_grad():  # float64: the loop on a projection made by torch
+        lstmkit.LSTM(4, 5, backend="compiled", dtype=torch.float64)(x.double())
+    assert len(layer_calls) == 1
+
+
+def test_whole_layer_sees_weight_updates_between_calls(layer_calls: list[int]) -> None:
+    lstm = lstmkit.LSTM(4, 5, backend="compiled")
+    x = torch.randn(6, 2, 4)
+    with torch.no_grad():
+        first = lstm(x)[0]
+        lstm.weight_ih_l0.data.mul_(-1.5)  # a write that no version counter sees
+        lstm.weight_hh_l0.data.mul_(0.5)
+        second = lstm(x)[0]
+    want = lstm(x)[0].detach()
+    assert len(layer_calls) == 2 and not torch.allclose(first, second)
+    torch.testing.assert_close(second, want, rtol=1e-5, atol=1e-6)

@@ -32,36 +32,36 @@ def _lanes() -> int:
     return 16 if llvm.get_host_cpu_features().get("avx512f", False) else 8
 
 
-_LANES = _lanes()
-ROWS, COLUMNS = 4, 4 * _LANES  # the block; COLUMNS is the panel width
+LANES = _lanes()
+ROWS, COLUMNS = 4, 4 * LANES  # the block; COLUMNS is the panel width
 SYMBOL = "lstmkit_sblock"
 
 
 def _module() -> ir.Module:
     f32, i64 = ir.FloatType(), ir.IntType(64)
-    vec, ptr = ir.VectorType(f32, _LANES), f32.as_pointer()
+    vec, ptr = ir.VectorType(f32, LANES), f32.as_pointer()
     mod = ir.Module(name="lstmkit_panels")
     mod.triple = llvm.get_process_triple()
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, ptr, i64, i64]),
                      name=SYMBOL)  # fmt: skip
     a, lda, w, ldw, c, ldc, k_total = fn.args
     fmuladd_type = ir.FunctionType(vec, [vec, vec, vec])
-    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{_LANES}f32")
+    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{LANES}f32")
     entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
     b = ir.IRBuilder(entry)
-    zero = ir.Constant(vec, [0.0] * _LANES)
-    splat = ir.Constant(ir.VectorType(ir.IntType(32), _LANES), [0] * _LANES)
+    zero = ir.Constant(vec, [0.0] * LANES)
+    splat = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
     b.branch(loop)
     b.position_at_end(loop)
     k = b.phi(i64, "k")
     k.add_incoming(ir.Constant(i64, 0), entry)
-    vectors = COLUMNS // _LANES
+    vectors = COLUMNS // LANES
     acc = [[b.phi(vec) for _ in range(vectors)] for _ in range(ROWS)]
     for row in acc:
         for x in row:
             x.add_incoming(zero, entry)
     w_row = b.gep(w, [b.mul(k, ldw)])
-    w_vec = [b.load(b.bitcast(b.gep(w_row, [ir.Constant(i64, _LANES * j)]), vec.as_pointer()),
+    w_vec = [b.load(b.bitcast(b.gep(w_row, [ir.Constant(i64, LANES * j)]), vec.as_pointer()),
                     align=4) for j in range(vectors)]  # fmt: skip
     new = []
     for r in range(ROWS):
@@ -79,7 +79,7 @@ def _module() -> ir.Module:
     for r in range(ROWS):
         c_row = b.gep(c, [b.mul(ir.Constant(i64, r), ldc)])
         for j in range(vectors):
-            out = b.bitcast(b.gep(c_row, [ir.Constant(i64, _LANES * j)]), vec.as_pointer())
+            out = b.bitcast(b.gep(c_row, [ir.Constant(i64, LANES * j)]), vec.as_pointer())
             b.store(new[r][j], out, align=4)
     b.ret_void()
     return mod
@@ -88,16 +88,22 @@ def _module() -> ir.Module:
 def compile_block() -> tuple[llvm.ExecutionEngine, int]:
     """The block kernel compiled for this CPU: its execution engine (keep it alive) and
     the function's address."""
+    return compile_module(_module(), SYMBOL)
+
+
+def compile_module(module: ir.Module, symbol: str) -> tuple[llvm.ExecutionEngine, int]:
+    """``module`` compiled for the host CPU: its execution engine (keep it alive) and the
+    address of its function ``symbol``."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    parsed = llvm.parse_assembly(str(_module()))
+    parsed = llvm.parse_assembly(str(module))
     parsed.verify()
     target = llvm.Target.from_default_triple().create_target_machine(
         cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3
     )
     engine = llvm.create_mcjit_compiler(parsed, target)
     engine.finalize_object()
-    return engine, engine.get_function_address(SYMBOL)
+    return engine, engine.get_function_address(symbol)
 
 
 @njit(cache=True, nogil=True)

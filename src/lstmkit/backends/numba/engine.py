@@ -237,7 +237,7 @@ class NumbaEngine:
         """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32): the input
         projection too runs in the compiled call (:func:`.layer.layer_forward`), on the
         loop's own threads."""
-        T, B, I = x.shape
+        T, B, _ = x.shape
         G = w.weight_hh.shape[0]
         out = _scratch(T, B, G, h0, c0, walk, cfg)
         xg = np.empty((T, B, G), np.float32)

@@ -5,6 +5,8 @@ row split, run exactly where it claims to, and see weight updates between calls.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -108,3 +110,76 @@ def test_whole_layer_sees_weight_updates_between_calls(layer_calls: list[int]) -
     want = lstm(x)[0].detach()
     assert len(layer_calls) == 2 and not torch.allclose(first, second)
     torch.testing.assert_close(second, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def lean_served(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each module call took the short inference path (:mod:`lstmkit._lean_forward`)."""
+    import lstmkit.lstm as lstm_module
+
+    served: list[bool] = []
+    real = lstm_module.lean_forward
+
+    def spy(*args: object) -> object:
+        got = real(*args)
+        served.append(got is not None)
+        return got
+
+    monkeypatch.setattr(lstm_module, "lean_forward", spy)
+    return served
+
+
+LEAN_CASES = [
+    dict(num_layers=2, bidirectional=True, batch_first=True),
+    dict(num_layers=3, dropout=0.4, recurrent_dropout=0.3, zoneout=(0.2, 0.1), proj_size=3),
+    dict(layer_norm=True, peephole=True, gate_clip=1.0, cell_clip=0.7, activation="softsign"),
+]  # fmt: skip
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("layout", ["batched", "unbatched"])
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("options", LEAN_CASES, ids=str)
+def test_short_path_equals_the_general_path(
+    options: dict, training: bool, layout: str, lean_served: list[bool]
+) -> None:
+    """Same numbers (and the same random masks, seeded) with and without autograd."""
+    torch.manual_seed(0)
+    lstm = lstmkit.LSTM(6, 7, **options).train(training)
+    D = 2 if lstm.bidirectional else 1
+    P, rows = lstm.proj_size or 7, lstm.num_layers * D
+    batch = () if layout == "unbatched" else (17,)
+    x = torch.randn(*batch, 9, 6) if lstm.batch_first else torch.randn(9, *batch, 6)
+    hx = (torch.randn(rows, *batch, P), torch.randn(rows, *batch, 7))
+    torch.manual_seed(3)
+    want = lstm(x, hx)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        got = lstm(x, hx)
+    assert lean_served == [False, True]
+    for name, a, b in zip(("output", "h_n", "c_n"), (got[0], *got[1]), (want[0], *want[1])):
+        assert a.shape == b.shape
+        tol = dict(rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, b.detach(), **tol, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, x: m(x[:1]),  # one step under auto: the reference cell
+        lambda m, x: m(x, lengths=torch.tensor([3, 5])),
+        lambda m, x: m(x, return_states=True),
+        lambda m, x: m(x.double()),  # the general path says what is wrong
+        lambda m, x: m(x, (torch.zeros(1, 2, 5), torch.zeros(2, 2, 5))),
+        lambda m, x: m(x[..., :3]),
+    ],
+    ids=["one-step", "lengths", "states", "float64", "bad-hx", "bad-input"],
+)
+def test_short_path_leaves_other_calls_to_the_general_path(
+    call: object, lean_served: list[bool]
+) -> None:
+    lstm = lstmkit.LSTM(4, 5)
+    x = torch.randn(6, 2, 4)
+    with torch.no_grad(), contextlib.suppress(RuntimeError, ValueError, TypeError):
+        call(lstm, x)  # some raise nn.LSTM's error, from the general path
+    assert True not in lean_served

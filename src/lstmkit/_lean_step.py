@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _plain(t: object, like: Tensor) -> bool:
+def plain(t: object, like: Tensor) -> bool:
     """A plain tensor (or parameter; no other subclass, batched or fake tensor) on
     ``like``'s device, of its dtype."""
     return type(t) in _PLAIN and t.dtype == like.dtype and t.device == like.device
@@ -48,7 +48,7 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None)
         return False
     if x_t.device.type != "cpu" or x_t.dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
         return False
-    if type(x_t) is not Tensor or not all(_plain(m, x_t) for m in masks or ()):
+    if type(x_t) is not Tensor or not all(plain(m, x_t) for m in masks or ()):
         return False
     if x_t.shape[-1] != lstm.input_size or (x_t.dim() == 2 and x_t.shape[0] == 0):
         return False
@@ -58,7 +58,7 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None)
         return False
     rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
     widths = (lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
-    return all(_plain(s, x_t) and tuple(s.shape) == (*rows, width) for s, width in zip(hx, widths))
+    return all(plain(s, x_t) and tuple(s.shape) == (*rows, width) for s, width in zip(hx, widths))
 
 
 def lean_step(
@@ -74,7 +74,7 @@ def lean_step(
     if not STEP_OPTIONS.issuperset(CELL_OPTIONS.intersection(lstm.options_used())):
         return None  # an option the step kernel does not implement
     weights = lstm.layer_weights()
-    if not all(_plain(t, x_t) for w in weights for t in w if t is not None):
+    if not all(plain(t, x_t) for w in weights for t in w if t is not None):
         return None
     batched = x_t.dim() == 2
     x = (x_t if batched else x_t[None]).contiguous()  # (B, I)

@@ -17,6 +17,7 @@ from . import functional, init
 from ._checks import check_constructor
 from ._compat import LSTMCompat
 from ._inputs import Sizes, normalize
+from ._lean_forward import lean_forward
 from ._options import OptionAttributes, register_option_parameters
 from .backends import check_backend_name
 from .lstm_step import Streaming
@@ -232,6 +233,10 @@ class LSTM(Streaming, OptionAttributes, LSTMCompat, nn.Module):
         for a ``PackedSequence``), zeros past each sequence's end; gradients flow
         through them.
         """
+        if lengths is None and not return_states:
+            lean = lean_forward(self, input, hx)  # float32 CPU inference: the short path
+            if lean is not None:
+                return lean
         weights = self.layer_weights()
         batch = normalize(input, hx, self._sizes(), weights[0].weight_ih, lengths)
         out, state, *states = functional.lstm(

@@ -195,20 +195,30 @@ def _scratch(
     first = T if walk.reverse else 0
     hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
 
-    def step(width: int, on: bool = True, kind: type = dt) -> np.ndarray:
-        return np.empty((1, B, width), kind) if on else np.empty((0, 0, 0), kind)
+    def step(width: int, on: bool = True, kind: torch.dtype = h0.dtype) -> np.ndarray:
+        return np.empty((1, B, width), _ARRAY_DTYPES[kind]) if on else _absent(kind, 3)
 
     norm = cfg.layer_norm
     return Arrays(
         step(G), cs, hs, step(H), step(H, walk.w_hr is not None),
-        step(G, cfg.gate_clip is not None, np.bool_), step(H, cfg.cell_clip is not None, np.bool_),
+        step(G, cfg.gate_clip is not None, torch.bool),
+        step(H, cfg.cell_clip is not None, torch.bool),
         (step(G, norm), step(1, norm), step(H, norm), step(1, norm)), step(H, cfg.zoneout),
     )  # fmt: skip
 
 
 def _results(out: Arrays, walk: Walk) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    hs, cs = torch.from_numpy(out.hs), torch.from_numpy(out.cs)
-    return bptt.results(hs, cs, walk.valid, walk.reverse)
+    """:func:`..bptt.results` of the state slots, sliced as arrays when every sequence
+    runs all steps (a tensor's slicing and ``clone`` cost microseconds each)."""
+    hs, cs = out.hs, out.cs
+    if walk.valid is not None:
+        return bptt.results(torch.from_numpy(hs), torch.from_numpy(cs), walk.valid, walk.reverse)
+    last = 0 if walk.reverse else hs.shape[0] - 1
+    steps = slice(0, -1) if walk.reverse else slice(1, None)
+    return (
+        torch.from_numpy(hs[steps]), torch.from_numpy(hs[last].copy()),
+        torch.from_numpy(cs[last].copy()), torch.from_numpy(cs[steps]),
+    )  # fmt: skip
 
 
 class NumbaEngine:

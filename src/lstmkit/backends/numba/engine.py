@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -37,7 +34,7 @@ if TYPE_CHECKING:
     from ...functional import LayerWeights
 
 try:
-    from . import blas, layer, loops, numerics
+    from . import blas, layer, loops, numerics, team
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     AVAILABLE = False
 else:
@@ -244,10 +241,17 @@ class NumbaEngine:
         self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
         ten: Mapping[str, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-        """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32): the input
-        projection too runs in the compiled call (:func:`.layer.layer_forward`), on the
-        loop's own threads."""
+        """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32). When the rows
+        are split across threads, the input projection too runs in the compiled call
+        (:func:`.layer.layer_forward`), on the loop's own threads: a torch GEMM just
+        before would leave torch's OpenMP threads spinning on the cores the loop's
+        threads need. When one thread runs the loop, torch's GEMM makes the projection
+        on every core first."""
         T, B, _ = x.shape
+        if len(row_ranges(B)) == 1:
+            from ...functional import input_projection  # (functional imports the backends)
+
+            return self.infer(input_projection(x, w), h0, c0, walk, cfg, ten)
         G = w.weight_hh.shape[0]
         out = _scratch(T, B, G, h0, c0, walk, cfg)
         xg = np.empty((T, B, G), np.float32)
@@ -286,14 +290,9 @@ class NumbaEngine:
         return dh, dc
 
 
-#: Fewest rows a thread is given: below it the per-call hand-off (tens of us) and the
-#: small products' poor efficiency outweigh a second core.
+#: Fewest rows a thread is given: below it the per-call hand-off (~30 us) and the small
+#: products' poor efficiency outweigh a second core.
 MIN_ROWS_PER_THREAD = 8
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-_pool_lock = threading.Lock()
-
 
 def row_ranges(rows: int) -> list[tuple[int, int]]:
     """How a call's rows are split across threads: ``torch.get_num_threads()`` parts at
@@ -303,20 +302,6 @@ def row_ranges(rows: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-def _workers(count: int) -> ThreadPoolExecutor:
-    """The shared worker threads (at least ``count``), each running its products on
-    itself alone (no nested OpenMP team). A forked child gets its own: threads do not
-    survive ``fork``, and the parent's pool would never run its work."""
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool._max_workers < count or _pool_pid != os.getpid():
-            _pool = ThreadPoolExecutor(
-                count, "lstmkit", initializer=lambda: blas.set_thread_products(1)
-            )
-            _pool_pid = os.getpid()
-        return _pool
-
-
 def _on_rows(
     kernel: Callable[..., None],
     rows: int,
@@ -324,8 +309,8 @@ def _on_rows(
     *args: object,
 ) -> None:
     """Run a time loop over all ``rows``: rows are independent sequences, so each thread
-    runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step);
-    in each, the products run single-threaded. One range runs here, in the caller.
+    runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step),
+    on torch's own OpenMP threads (:mod:`.team`), its products single-threaded.
     ``weights(m, alone)`` gives the prepared weights and their route for ranges of ``m``
     rows (``alone``: each on its own thread)."""
     ranges = row_ranges(rows)
@@ -333,14 +318,7 @@ def _on_rows(
         kernel(*args, *weights(rows, False), 0, rows)
         return
     calls = [(*args, *weights(hi - lo, True), lo, hi) for lo, hi in ranges]
-    futures = [_workers(len(calls) - 1).submit(kernel, *call) for call in calls[1:]]
-    previous = blas.set_thread_products(1)
-    try:
-        kernel(*calls[0])
-    finally:
-        blas.set_thread_products(previous)
-        for future in futures:
-            future.result()
+    team.run_all([functools.partial(kernel, *call) for call in calls])
 
 
 def _weights(

@@ -267,3 +267,45 @@ def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tu
         if previous is not None:
             set_thread_products(previous)
     return measured
+
+
+#: Per (rows, K, N, torch's threads): whether a whole call's input projection runs faster
+#: inside its compiled call, on one thread (:func:`.loops.dot_product`), than as torch's
+#: GEMM on all of torch's threads.
+_projection_measured: dict[tuple[int, int, int, int], bool] = {}
+
+
+def project_in_loop(rows: int, k: int, n: int) -> bool:
+    """Whether the input projection ``(rows, k) @ (k, n)`` of a call whose rows all run
+    on one thread is faster inside the compiled call (single-threaded dot-product
+    blocks, no torch dispatch) than as torch's GEMM on every thread: small projections
+    are, large ones are not. Measured once per shape (at most 1024 rows: beyond, both
+    times grow in proportion) and remembered."""
+    sample = min(rows, 1024)
+    key = (sample, k, n, torch.get_num_threads())
+    found = _projection_measured.get(key)
+    if found is None:
+        found = _projection_measured[key] = _measure_projection(sample, k, n)
+    return found
+
+
+def _measure_projection(rows: int, k: int, n: int) -> bool:
+    from .loops import products  # the compiled side; imported on first measure
+
+    g = torch.Generator().manual_seed(0)
+    a, w, bias = torch.randn(rows, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n)
+    c = np.empty((rows, n), np.float32)
+    reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
+    a_, w_ = a.numpy(), w.numpy()
+    mine = lambda: products(a_, w_, c, DOTS, reps)  # noqa: E731
+    theirs = lambda: [torch.nn.functional.linear(a, w, bias) for _ in range(reps)]  # noqa: E731
+    best = []
+    for run in (mine, theirs):
+        run()  # warm-up (and compile)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        best.append(min(times))
+    return best[0] < best[1]

@@ -241,18 +241,17 @@ class NumbaEngine:
         self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
         ten: Mapping[str, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-        """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32). When the rows
-        are split across threads, the input projection too runs in the compiled call
-        (:func:`.layer.layer_forward`), on the loop's own threads: a torch GEMM just
-        before would leave torch's OpenMP threads spinning on the cores the loop's
-        threads need. When one thread runs the loop, torch's GEMM makes the projection
-        on every core first."""
-        T, B, _ = x.shape
-        if len(row_ranges(B)) == 1:
+        """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32), the input
+        projection inside the compiled call (:func:`.layer.layer_forward`) on the loop's
+        own threads. When one thread runs the whole loop and torch's GEMM on every
+        thread makes the projection faster (:func:`.blas.project_in_loop`, measured per
+        shape), torch makes it first."""
+        T, B, I = x.shape
+        G = w.weight_hh.shape[0]
+        if len(row_ranges(B)) == 1 and not blas.project_in_loop(T * B, I, G):
             from ...functional import input_projection  # (functional imports the backends)
 
             return self.infer(input_projection(x, w), h0, c0, walk, cfg, ten)
-        G = w.weight_hh.shape[0]
         out = _scratch(T, B, G, h0, c0, walk, cfg)
         xg = np.empty((T, B, G), np.float32)
         biased = w.bias_ih is not None and w.bias_hh is not None

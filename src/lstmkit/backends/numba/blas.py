@@ -18,10 +18,10 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
 * ``LOOPS`` (``lstmkit_sgemm_loops``, ``lstmkit_dgemm_loops``): a compiled
   row-times-matrix loop (a numba ``cfunc``, vectorised along ``N``): float64, and
   float32 where it measures fastest (a single row).
-* ``DOTS`` (``lstmkit_sdots``, driven by :func:`.loops.dot_product`): register-blocked
-  4 x 4 blocks of dot products (:mod:`.dots`) over the weight in torch's own layout
-  (``W^T`` rows are ``weight`` rows), so a forward product needs no preparation at all;
-  float32, every platform.
+* ``DOTS`` (``lstmkit_sdots4x4``, ``lstmkit_sdots1x16``, driven by
+  :func:`.loops.dot_product`): register-blocked blocks of dot products (:mod:`.dots`)
+  over the weight in torch's own layout (``W^T`` rows are ``weight`` rows), so a forward
+  product needs no preparation at all; float32, every platform.
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first
@@ -135,8 +135,9 @@ llvm.add_symbol("lstmkit_sgemm_loops", _sgemm_loops.address)
 llvm.add_symbol("lstmkit_dgemm_loops", _dgemm_loops.address)
 _block_engine, _block_address = panels.compile_block()  # the engine must stay alive
 llvm.add_symbol(panels.SYMBOL, _block_address)
-_dots_engine, _dots_address = dots.compile_block()
-llvm.add_symbol(dots.SYMBOL, _dots_address)
+_dots_engines = dots.compile_blocks()
+for _name, _, _address in _dots_engines:
+    llvm.add_symbol(_name, _address)
 
 #: The symbols the compiled loops call (see the module docstring).
 sgemm_mkl = types.ExternalFunction("lstmkit_sgemm_mkl", SGEMM_SIGNATURE)
@@ -145,7 +146,8 @@ dgemm_loops = types.ExternalFunction("lstmkit_dgemm_loops", DGEMM_SIGNATURE)
 _fp, _i64 = types.CPointer(types.float32), types.int64
 _block_signature = types.void(_fp, _i64, _fp, _i64, _fp, _i64, _i64)
 sblock = types.ExternalFunction(panels.SYMBOL, _block_signature)
-sdots = types.ExternalFunction(dots.SYMBOL, _block_signature)
+sdots4x4 = types.ExternalFunction("lstmkit_sdots4x4", _block_signature)
+sdots1x16 = types.ExternalFunction("lstmkit_sdots1x16", _block_signature)
 
 
 def available() -> tuple[int, ...]:

@@ -85,16 +85,22 @@ def chunk_rows(wt):
 @njit(nogil=True, fastmath=FASTMATH)
 def dot_columns(a, wt, c, j0, j1):
     """``c[:, j0:j1] = a @ W[:, j0:j1]`` with ``wt (n, K)`` the rows of ``W^T`` (torch's
-    layout for ``x W^T``): 4 x 4 blocks of dot products (:mod:`.dots`) while four rows
-    remain, plain dot products for the last."""
+    layout for ``x W^T``): blocks of dot products (:mod:`.dots`), 4 x 4 while four rows
+    remain, then 1 x 16 for each last row, plain dot products for the last columns."""
     M, K = a.shape
     ldc = c.shape[1]
-    rows, cols = M - M % 4, j1 - (j1 - j0) % 4
+    rows = M - M % 4
     for i in range(0, rows, 4):
-        for j in range(j0, cols, 4):
-            blas.sdots(a[i:].ctypes, K, wt[j:].ctypes, K, c[i:, j:].ctypes, ldc, K)
-    for r in range(M):
-        for j in range(j0 if r >= rows else cols, j1):
+        for j in range(j0, j1 - (j1 - j0) % 4, 4):
+            blas.sdots4x4(a[i:].ctypes, K, wt[j:].ctypes, K, c[i:, j:].ctypes, ldc, K)
+        for j in range(j1 - (j1 - j0) % 4, j1):
+            for r in range(i, i + 4):
+                c[r, j] = _dot(a[r], wt[j])
+    wide = j1 - (j1 - j0) % 16
+    for r in range(rows, M):
+        for j in range(j0, wide, 16):
+            blas.sdots1x16(a[r:].ctypes, K, wt[j:].ctypes, K, c[r, j:].ctypes, ldc, K)
+        for j in range(wide, j1):
             c[r, j] = _dot(a[r], wt[j])
 
 

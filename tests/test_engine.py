@@ -202,3 +202,21 @@ def test_every_product_route_agrees_with_numpy() -> None:
             assert way in blas.available()
     assert blas.choose(torch.float64, 4, 8, 8, alone=False) == blas.LOOPS
 
+
+
+def test_stale_numba_cache_is_dropped_when_any_engine_source_changes(tmp_path: Path) -> None:
+    """numba checks a cached kernel against its own file only; the package drops its
+    cache when any of its sources changed (else an edit to one file could leave another
+    file's cached kernel calling the old code). On a copy of a package directory."""
+    from lstmkit.backends.numba import _drop_stale_cache
+
+    (tmp_path / "loops.py").write_text("x = 1\n")
+    (tmp_path / "layer.py").write_text("y = 2\n")
+    cached = tmp_path / "__pycache__" / "layer.layer_forward-60.py311.nbi"
+    _drop_stale_cache(tmp_path)  # stamps the sources
+    cached.write_bytes(b"index")
+    _drop_stale_cache(tmp_path)  # the same sources: the cache stays
+    assert cached.exists()
+    (tmp_path / "loops.py").write_text("x = 3\n")  # another file than the cached one
+    _drop_stale_cache(tmp_path)
+    assert not cached.exists()

@@ -217,14 +217,15 @@ _measured: dict[tuple[int, int, int, int, bool], list[tuple[float, float]]] = {}
 
 def choose(
     dtype: torch.dtype, rows: int, k: int, n: int, alone: bool, steps: int = 1,
-    transpose: bool = True,
+    transpose: bool = True, among: tuple[int, ...] | None = None,
 ) -> int:  # fmt: skip
     """The route for ``steps`` products ``(rows, k) @ (k, n)`` of ``dtype`` with one
     weight prepared once (from ``weight (n, k)`` when ``transpose``, the forward's
     ``x W^T``, else from ``weight (k, n)``); ``alone``: the products run single-threaded
     (a row range on its own thread), else on torch's threads. The least in total
     (preparing the weight, then ``steps`` products) by times measured once per shape (a
-    few milliseconds at most) and remembered."""
+    few milliseconds at most) and remembered; ``among``: the routes the caller can use
+    (default: all)."""
     if dtype != torch.float32:
         return LOOPS
     if _ASKED != "auto":  # forced, or no MKL
@@ -236,8 +237,8 @@ def choose(
     if times is None:
         times = _measured[key] = _measure(sample, k, n, alone, transpose)
     scale = steps * rows / sample
-    totals = [prep + scale * product for prep, product in times]
-    return _CANDIDATES[totals.index(min(totals))]
+    totals = {way: prep + scale * product for way, (prep, product) in zip(_CANDIDATES, times)}
+    return min((way for way in totals if among is None or way in among), key=totals.__getitem__)
 
 
 def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tuple[float, float]]:

@@ -258,10 +258,12 @@ class NumbaEngine:
         b_ih, b_hh = (_np(b if biased else None, x.dtype, 1) for b in (w.bias_ih, w.bias_hh))
         recurrent = _weights(walk.w_hh, walk.w_hr, True, x.dtype, T)
 
-        w_ih = w.weight_ih.detach().numpy()
-
+        @functools.cache  # row ranges of one size share the weights prepared for them
         def weights(m: int, alone: bool) -> tuple:
-            return (w_ih, *recurrent(m, alone))
+            rows, steps = (T * m, 1) if m == B else (m, T)  # one product, or one per step
+            way = blas.choose(x.dtype, rows, I, G, alone, steps, among=(blas.PANELS, blas.DOTS))
+            way = way if way == blas.PANELS else blas.DOTS  # (DOTS where MKL is forced)
+            return (blas.prepared(w.weight_ih, True, rows, way), way, *recurrent(m, alone))
 
         _on_rows(
             layer.layer_forward, B, weights, _np(x.contiguous(), x.dtype), b_ih, b_hh,

@@ -7,12 +7,13 @@ Shapes (``T`` steps, ``B`` rows, ``I`` inputs, ``G = 4H``)::
                (LN(x[t, b] W_ih^T) g_ih + b_ih + b_hh with layer normalisation)
     then loops.forward(xg, ...) on the same rows
 
-The projection is register-blocked dot products over the weight in torch's own layout
-(:mod:`.dots`: nothing to prepare, ~100 GFLOP/s a Zen 4 core), so a call makes no torch
-GEMM: torch's OpenMP threads, still spinning after a GEMM of theirs,
-would otherwise share the cores with the loop's own threads for the first milliseconds
-(measured on Zen 4: S4's forward took 57 ms with the projection in torch, 47 ms with
-``OMP_WAIT_POLICY=passive``).
+The projection runs on panels (:mod:`.panels`) or dot-product blocks over torch's own
+layout (:mod:`.dots`: nothing to prepare), whichever :func:`.blas.choose` measures
+faster for the call, preparation included. The call makes no torch GEMM: torch's OpenMP
+threads, spinning for milliseconds after a GEMM of theirs, would share the cores with
+the loop (measured on Zen 4: S4's forward took 57 ms with the projection in torch, 47 ms
+with ``OMP_WAIT_POLICY=passive``). When one thread runs every row, a large projection
+is left to torch's GEMM on every core (:func:`.blas.project_in_loop`).
 """
 
 from __future__ import annotations
@@ -20,26 +21,38 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .loops import chunk_rows, dot_columns, dot_product, forward
+from . import panels
+from .blas import PANELS
+from .loops import DOT_CHUNK_BYTES, chunk_rows, dot_columns, forward, panel_columns
 from .numerics import FASTMATH
 from .rows import normalize_row
 
 
 @njit(inline="always", error_model="numpy")
-def project(x, w_ih, b_ih, b_hh, g_ih, xg, first, last):
-    """``xg[:, first:last]`` from ``x[:, first:last]`` (both C-contiguous) and ``w_ih
-    (G, I)`` in torch's layout; ``b_ih``, ``b_hh``, ``g_ih`` empty when off. Dot-product
-    blocks (:func:`.loops.dot_columns`), a chunk of weight rows at a time over every
-    step, so the weight is read from memory once per call."""
+def project(x, w_ih, way, b_ih, b_hh, g_ih, xg, first, last):
+    """``xg[:, first:last]`` from ``x[:, first:last]`` (both C-contiguous) and ``w_ih``
+    prepared for route ``way`` (:data:`.blas.PANELS`: panels of ``W_ih^T``; else
+    :data:`.blas.DOTS`: torch's layout); ``b_ih``, ``b_hh``, ``g_ih`` empty when off. A
+    chunk of the weight at a time over every step (:func:`.loops.panel_columns`,
+    :func:`.loops.dot_columns`), so each weight element is read from memory once per
+    call, not once per step."""
     T, B, I = x.shape
     G = xg.shape[2]
     if last - first == B:  # every row: one product over T * B rows
-        dot_product(x.reshape(T * B, I), w_ih, xg.reshape(T * B, G), G)
+        a, c, lo, hi = x.reshape(1, T * B, I), xg.reshape(1, T * B, G), 0, T * B
+    else:
+        a, c, lo, hi = x, xg, first, last
+    if way == PANELS:
+        count = w_ih.shape[0] // I
+        per = max(1, DOT_CHUNK_BYTES // (4 * I * panels.COLUMNS))
+        for p0 in range(0, count, per):
+            for t in range(a.shape[0]):
+                panel_columns(a[t, lo:hi], w_ih, c[t, lo:hi], G, p0, min(count, p0 + per))
     else:
         step = chunk_rows(w_ih)
         for j0 in range(0, G, step):
-            for t in range(T):
-                dot_columns(x[t, first:last], w_ih, xg[t, first:last], j0, min(G, j0 + step))
+            for t in range(a.shape[0]):
+                dot_columns(a[t, lo:hi], w_ih, c[t, lo:hi], j0, min(G, j0 + step))
     norm_on, biased = g_ih.shape[0] > 0, b_ih.shape[0] > 0
     if not (norm_on or biased):
         return
@@ -59,10 +72,10 @@ def project(x, w_ih, b_ih, b_hh, g_ih, xg, first, last):
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def layer_forward(
     x, b_ih, b_hh, g_ih, xg, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks,
-    cmasks, rmask, kinds, norm, zoneout, w_ih, w_hh, w_hr, way, first, last,
+    cmasks, rmask, kinds, norm, zoneout, w_ih, way_ih, w_hh, w_hr, way, first, last,
 ):  # fmt: skip
     """Rows ``first:last`` of one layer-direction: :func:`project` into ``xg``, then
     :func:`.loops.forward` (whose arguments follow ``xg``)."""
-    project(x, w_ih, b_ih, b_hh, g_ih, xg, first, last)
+    project(x, w_ih, way_ih, b_ih, b_hh, g_ih, xg, first, last)
     forward(xg, valid, reverse, acts, cs, hs, tanh_cs, ms, peep, clips, gmasks, cmasks, rmask,
             kinds, norm, zoneout, w_hh, w_hr, way, first, last)  # fmt: skip

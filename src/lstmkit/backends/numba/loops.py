@@ -117,18 +117,25 @@ def dot_product(a, wt, c, n):
 @njit(inline="always")
 def panel_product(a, wp, c, n):
     """``c[:, :n] = a @ W`` with ``W`` prepared as panels of ``C_W`` columns ``wp
-    (panels * K, C_W)`` (:func:`.blas.prepared`, ``C_W`` = :data:`.panels.COLUMNS`), 4 x
-    ``C_W`` blocks at a time (:mod:`.panels`); the last rows and columns go through a
+    (panels * K, C_W)`` (:func:`.blas.prepared`, ``C_W`` = :data:`.panels.COLUMNS`): every
+    panel (:func:`panel_columns`)."""
+    panel_columns(a, wp, c, n, 0, wp.shape[0] // a.shape[1])
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def panel_columns(a, wp, c, n, p0, p1):
+    """The columns of panels ``p0:p1`` of ``c[:, :n] = a @ W`` (see :func:`panel_product`),
+    4 x ``C_W`` blocks at a time (:mod:`.panels`); the last rows and columns go through a
     zero-padded scratch block."""
     M, K = a.shape
     ldc = c.shape[1]
     full = M - M % 4
     cw = panels.COLUMNS
     block = np.empty((4, cw), np.float32)
-    tail = np.zeros((4, K), np.float32)
+    tail = np.zeros((4 if full < M else 0, K), np.float32)
     for r in range(full, M):
         tail[r - full] = a[r]
-    for p in range(wp.shape[0] // K):
+    for p in range(p0, p1):
         n0 = p * cw
         width = min(cw, n - n0)
         panel = wp[p * K : (p + 1) * K]

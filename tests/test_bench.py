@@ -158,7 +158,8 @@ def test_bench_names_the_cpu_engine_route_when_the_engine_reports_one(
     monkeypatch.delattr(compiled, "route", raising=False)
     assert "route" not in report.machine()
     monkeypatch.setattr(compiled, "route", lambda: "onednn-prepacked", raising=False)
+    monkeypatch.setattr(compiled, "threads_route", lambda: "openmp", raising=False)
     machine = report.machine()
-    assert machine["route"] == "onednn-prepacked"
+    assert machine["route"] == "onednn-prepacked" and machine["threads_route"] == "openmp"
     results = report.Results(machine, 10.0)
-    assert "CPU engine route: onednn-prepacked" in results.header()
+    assert "CPU engine route: onednn-prepacked, row ranges on openmp threads" in results.header()

@@ -14,6 +14,7 @@ from .numba.engine import (
     infer_layer,
     route,
     run_recurrence,
+    threads_route,
     unsupported,
 )
 
@@ -22,5 +23,5 @@ OPTIONS = CELL_OPTIONS
 
 __all__ = [
     "AVAILABLE", "NO_NUMBA", "OPTIONS", "NumbaEngine", "infer_layer", "route", "run_recurrence",
-    "unsupported",
+    "threads_route", "unsupported",
 ]  # fmt: skip

@@ -68,6 +68,8 @@ class Results:
         """The machine in one line: CPU, cores, torch and its threads, the GEMM rate."""
         m = self.machine
         route = f"; CPU engine route: {m['route']}" if "route" in m else ""
+        if "threads_route" in m:
+            route += f", row ranges on {m['threads_route']} threads"
         threads = f"{m['torch_threads']} thread" + ("s" if m["torch_threads"] != 1 else "")
         return (
             f"# {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({threads}){route}; "
@@ -124,18 +126,20 @@ def _cpu_model() -> str:
     return model
 
 
-def _route() -> str | None:
-    """The CPU engine's GEMM route, when :mod:`lstmkit.backends.compiled` reports one
-    through an optional ``route()`` function."""
+def _route(name: str = "route") -> str | None:
+    """The CPU engine's GEMM route (``route``) or what runs its row ranges at once
+    (``threads_route``), when :mod:`lstmkit.backends.compiled` reports it through an
+    optional function of that name."""
     from ..backends import compiled
 
-    route = getattr(compiled, "route", None)
+    route = getattr(compiled, name, None)
     return str(route()) if callable(route) else None
 
 
 def machine() -> dict[str, object]:
     """What ran the benchmark: CPU model, cores, torch's threads, torch and Python
-    versions, the GPU if any, and the CPU engine's route where it reports one."""
+    versions, the GPU if any, and the CPU engine's routes (products, row ranges) where it
+    reports them."""
     import torch
 
     info: dict[str, object] = {
@@ -146,7 +150,8 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
-    route = _route()
-    if route is not None:
-        info["route"] = route
+    for key, name in (("route", "route"), ("threads_route", "threads_route")):
+        found = _route(name)
+        if found is not None:
+            info[key] = found
     return info

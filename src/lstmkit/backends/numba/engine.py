@@ -53,6 +53,12 @@ def route(dtype: torch.dtype = torch.float32) -> str:
     return blas.route(dtype) if AVAILABLE else "unavailable"
 
 
+def threads_route() -> str:
+    """What runs a call's row ranges at once (:mod:`.team`): ``"openmp"`` (torch's own
+    OpenMP team), ``"threads"`` (Python threads), or ``"unavailable"`` without numba."""
+    return team.route() if AVAILABLE else "unavailable"
+
+
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _ARRAY_DTYPES = {**_NUMPY, torch.bool: np.bool_}  # the kernels' arrays: also clip masks
 _NO_VALID = np.empty((0, 0), np.bool_)

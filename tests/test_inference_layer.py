@@ -183,3 +183,67 @@ def test_short_path_leaves_other_calls_to_the_general_path(
     with torch.no_grad(), contextlib.suppress(RuntimeError, ValueError, TypeError):
         call(lstm, x)  # some raise nn.LSTM's error, from the general path
     assert True not in lean_served
+
+
+@pytest.mark.usefixtures("two_threads")
+@pytest.mark.parametrize("in_loop", [True, False], ids=["in-loop", "torch-projects"])
+@pytest.mark.parametrize("way", ["PANELS", "DOTS"])
+@pytest.mark.parametrize("batch", [3, 18], ids=["one-range", "two-ranges"])
+def test_every_projection_route_matches_float64_reference(
+    way: str, in_loop: bool, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each projection route forced (the choice is otherwise timed), on sizes that span
+    several panels and weight chunks, with layer norm and a bias."""
+    from lstmkit.backends.numba import blas
+
+    real = blas.choose
+    forced = getattr(blas, way)
+
+    def choose(*args: object, among: tuple[int, ...] | None = None, **kwargs: object) -> int:
+        return forced if among is not None else real(*args, among=among, **kwargs)
+
+    monkeypatch.setattr(blas, "choose", choose)
+    monkeypatch.setattr(blas, "project_in_loop", lambda rows, k, n: in_loop)
+    torch.manual_seed(1)
+    options = dict(layer_norm=True, num_layers=2, bidirectional=True)
+    lstm = lstmkit.LSTM(300, 70, backend="compiled", **options).eval()
+    x = torch.randn(7, batch, 300)
+    hx = (torch.randn(4, batch, 70), torch.randn(4, batch, 70))
+    with torch.no_grad():
+        out, (h, c) = lstm(x, hx)
+    want = lstmkit.LSTM(300, 70, backend="reference", dtype=torch.float64, **options).eval()
+    want.load_state_dict(lstm.state_dict())
+    with torch.no_grad():
+        w_out, (w_h, w_c) = want(x.double(), tuple(s.double() for s in hx))
+    for a, b in ((out, w_out), (h, w_h), (c, w_c)):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=5e-5)
+
+
+def test_measuring_a_new_shape_draws_nothing_from_the_global_generator() -> None:
+    """The first call of a shape times the routes on random data of its own: seeded
+    training calls (dropout masks) repeat, and the caller's next draw is unchanged."""
+    from lstmkit.backends.numba import blas
+
+    lstm = lstmkit.LSTM(6, 7, num_layers=2, dropout=0.5).train()
+    x = torch.randn(9, 3, 6)
+    results = []
+    blas._measured.clear()  # the first call measures, the second finds the times kept
+    blas._projection_measured.clear()
+    for _ in range(2):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            out = lstm(x)[0]
+        results.append((out, torch.rand(1)))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
+def test_an_empty_batch_gives_empty_outputs_like_nn_lstm(grad: bool) -> None:
+    lstm = lstmkit.LSTM(4, 5, num_layers=2)
+    ref = torch.nn.LSTM(4, 5, num_layers=2)
+    x = torch.randn(6, 0, 4)
+    with torch.set_grad_enabled(grad):
+        out, (h, c) = lstm(x)
+        w_out, (w_h, w_c) = ref(x)
+    assert out.shape == w_out.shape and h.shape == w_h.shape and c.shape == w_c.shape

@@ -38,6 +38,8 @@ def test_every_call_runs_once_on_its_own_thread(team, count: int) -> None:
 
     team.run_all([lambda k=k: call(k) for k in range(count)])
     assert sorted(k for k, _ in ran) == list(range(count))
+    used = len({ident for _, ident in ran})
+    assert used == count if count <= 2 else used >= 2  # at once, not one after another
 
 
 def test_an_error_in_any_call_is_raised_in_the_caller(team) -> None:

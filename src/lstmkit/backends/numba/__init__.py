@@ -18,8 +18,11 @@ Only :mod:`.engine` imports without numba (it then reports the engine unavailabl
 numba's on-disk cache is checked against the source file of each cached function only,
 not against the files whose functions it inlines or calls: after an edit to
 :mod:`.loops` alone, :mod:`.layer`'s cached kernel would still call the old code (or a
-symbol that no longer exists). So the cache files next to these sources are dropped
-whenever any of them changes (:func:`_drop_stale_cache`).
+symbol that no longer exists). So the cache files next to these sources (numba's default
+place) are dropped whenever any of them, or the constants they read from
+:mod:`lstmkit.cell`, change (:func:`_drop_stale_cache`). A cache kept elsewhere
+(``NUMBA_CACHE_DIR``) is not watched; an installed release rewrites every source file,
+which invalidates it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def _drop_stale_cache(here: Path = Path(__file__).parent) -> None:
     cache)."""
     cache = here / "__pycache__"
     try:
-        sources = b"".join(p.read_bytes() for p in sorted(here.glob("*.py")))
+        files = [*sorted(here.glob("*.py")), here.parent.parent / "cell.py"]  # (LN_EPS)
+        sources = b"".join(p.read_bytes() for p in files if p.exists())
         digest = hashlib.sha256(sources).hexdigest()
         stamp = cache / "lstmkit-sources.sha256"
         if stamp.exists() and stamp.read_text() == digest:

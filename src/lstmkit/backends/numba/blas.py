@@ -231,7 +231,7 @@ def choose(
     if _ASKED != "auto":  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
-    sample = min(rows, MEASURED_ROWS)  # a product's time grows with its rows from here on
+    sample = max(1, min(rows, MEASURED_ROWS))  # a product's time grows with its rows
     key = (sample, k, n, threads, transpose)
     times = _measured.get(key)
     if times is None:
@@ -284,6 +284,8 @@ def project_in_loop(rows: int, k: int, n: int) -> bool:
     blocks, no torch dispatch) than as torch's GEMM on every thread: small projections
     are, large ones are not. Measured once per shape (at most 1024 rows: beyond, both
     times grow in proportion) and remembered."""
+    if rows == 0:
+        return True  # nothing to project
     sample = min(rows, 1024)
     key = (sample, k, n, torch.get_num_threads())
     found = _projection_measured.get(key)
@@ -296,7 +298,8 @@ def _measure_projection(rows: int, k: int, n: int) -> bool:
     from .loops import products  # the compiled side; imported on first measure
 
     g = torch.Generator().manual_seed(0)
-    a, w, bias = torch.randn(rows, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n)
+    a, w = torch.randn(rows, k, generator=g), torch.randn(n, k, generator=g)
+    bias = torch.randn(n, generator=g)  # (never the global generator: seeded runs repeat)
     c = np.empty((rows, n), np.float32)
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
     a_, w_ = a.numpy(), w.numpy()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import panels
 from .blas import PANELS
 from .loops import DOT_CHUNK_BYTES, chunk_rows, dot_columns, forward, panel_columns
 from .numerics import FASTMATH
@@ -44,7 +43,7 @@ def project(x, w_ih, way, b_ih, b_hh, g_ih, xg, first, last):
         a, c, lo, hi = x, xg, first, last
     if way == PANELS:
         count = w_ih.shape[0] // I
-        per = max(1, DOT_CHUNK_BYTES // (4 * I * panels.COLUMNS))
+        per = max(1, DOT_CHUNK_BYTES // (4 * I * w_ih.shape[1]))  # panels per chunk
         for p0 in range(0, count, per):
             for t in range(a.shape[0]):
                 panel_columns(a[t, lo:hi], w_ih, c[t, lo:hi], G, p0, min(count, p0 + per))

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import blas, panels
+from . import blas
 from .numerics import FASTMATH
 from .rows import backward_row, forward_row
 
@@ -130,7 +130,7 @@ def panel_columns(a, wp, c, n, p0, p1):
     M, K = a.shape
     ldc = c.shape[1]
     full = M - M % 4
-    cw = panels.COLUMNS
+    cw = wp.shape[1]  # the panel width, as prepared (a cached kernel may outlive the CPU)
     block = np.empty((4, cw), np.float32)
     tail = np.zeros((4 if full < M else 0, K), np.float32)
     for r in range(full, M):

@@ -25,6 +25,9 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
 
 from . import blas
 
@@ -32,10 +35,13 @@ _BODY = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 def _openmp() -> ctypes.CDLL | None:
-    """torch's loaded OpenMP library when it exports ``GOMP_parallel``, else None."""
+    """torch's loaded OpenMP library when it exports ``GOMP_parallel``, else None (the
+    one in torch's own ``lib`` folder first, where another package loaded its own)."""
     try:
         with open("/proc/self/maps") as maps:
             found = re.findall(r"(/\S*/lib(?:gomp|iomp5)[^/\s]*\.so[.\d]*)\s*$", maps.read(), re.M)
+        torch_lib = str(Path(torch.__file__).parent / "lib")
+        found.sort(key=lambda path: not path.startswith(torch_lib))
         lib = ctypes.CDLL(found[0])
         lib.GOMP_parallel.argtypes = [_BODY, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         lib.GOMP_parallel.restype = None
@@ -48,6 +54,16 @@ def _openmp() -> ctypes.CDLL | None:
 _LIB = _openmp()
 _PID = os.getpid()  # a forked child's OpenMP team is broken (torch's own ops hang there)
 _lock = threading.Lock()  # one parallel region at a time (the work list is shared)
+
+
+def _after_fork_in_child() -> None:
+    """A fresh lock in a forked child: the parent's may have been held by another thread
+    at the fork, and would stay held forever."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _work: list[Callable[[], None]] = []
 _errors: list[BaseException] = []
 

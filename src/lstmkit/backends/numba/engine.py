@@ -148,11 +148,14 @@ def _zoneout(
     cfg: CellConfig, ten: Mapping[str, Tensor], c_new: np.ndarray, dtype: torch.dtype
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Zoneout for the sequence kernels: keep weights (T, B, P), (T, B, H) and the c_new
-    buffer (empty when off)."""
+    buffer (empty when off). Weights that are the same at every step (eval's rates,
+    expanded over time) go as their one step, not copied T times."""
     if not cfg.zoneout:
         return (_absent(dtype, 3),) * 3
-    keep = (_np(ten[n].contiguous(), dtype, 3) for n in ("zoneout_h", "zoneout_c"))
-    return (*keep, c_new)
+    h, c = ten["zoneout_h"], ten["zoneout_c"]
+    if h.stride(0) == 0 and c.stride(0) == 0:
+        h, c = h[:1], c[:1]
+    return (_np(h.contiguous(), dtype, 3), _np(c.contiguous(), dtype, 3), c_new)
 
 
 def _views(buf: Buffers, dtype: torch.dtype) -> Arrays:

@@ -185,7 +185,8 @@ def forward(
     ``valid``: (T, B)
     or (0, 0) when every sequence has length T; ``rmask``: the recurrent-dropout mask
     (B, P) or (0, 0); ``norm`` = (g_hh, g_c, beta_c, rec_hat, rec_rstd, c_hat, c_rstd);
-    ``zoneout`` = (keep_h (T, B, P), keep_c (T, B, H), c_new); each empty when off.
+    ``zoneout`` = (keep_h (T, B, P), keep_c (T, B, H), c_new), the keep weights with one
+    step when every step has the same (eval: the rates); each empty when off.
     See :func:`.rows.forward_row`."""
     T, G, P = xg.shape[0], xg.shape[2], hs.shape[2]
     B = last - first
@@ -237,8 +238,9 @@ def forward(
                     hs[nxt, b] = h_proj[r]
                 if zoned:  # h_t = h_new + k (h_{t-1} - h_new), likewise c
                     c_new[s, b] = cs[nxt, b]
-                    _lerp_row(cs[nxt, b], cs[prev, b], keep_c[t, b])
-                    _lerp_row(hs[nxt, b], hs[prev, b], keep_h[t, b])
+                    z = t if keep_h.shape[0] > 1 else 0  # one step: the same at every step
+                    _lerp_row(cs[nxt, b], cs[prev, b], keep_c[z, b])
+                    _lerp_row(hs[nxt, b], hs[prev, b], keep_h[z, b])
 
 
 @njit(inline="always", error_model="numpy")
@@ -288,8 +290,9 @@ def backward(
             if cell_grads:
                 dc[b] += dcs[t, b]
             if zoned:  # the kept share goes straight to the previous state
-                kept_h[r] = dh_in[r] * keep_h[t, b]
-                kept_c[r] = dc[b] * keep_c[t, b]
+                z = t if keep_h.shape[0] > 1 else 0  # one step: the same at every step
+                kept_h[r] = dh_in[r] * keep_h[z, b]
+                kept_c[r] = dc[b] * keep_c[z, b]
                 dh_in[r] -= kept_h[r]
                 dc[b] -= kept_c[r]
             if project:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
-from .panels import LANES, compile_module
+from .panels import LANES, block_function, compile_module
 
 #: The kernels: (symbol, rows of A, rows of W); 16 accumulators each.
 SHAPES = (("lstmkit_sdots4x4", 4, 4), ("lstmkit_sdots1x16", 1, 16))
@@ -48,14 +48,9 @@ def _fold(b: ir.IRBuilder, vectors: list, lanes: int) -> list:
 
 def _module(lanes: int, symbol: str, a_rows: int, w_rows: int) -> ir.Module:
     vec = ir.VectorType(_F32, lanes)
-    ptr = _F32.as_pointer()
-    mod = ir.Module(name=symbol)
-    mod.triple = llvm.get_process_triple()
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, _I64, ptr, _I64, ptr, _I64, _I64]),
-                     name=symbol)  # fmt: skip
+    fn, fmuladd = block_function(symbol, lanes)
+    mod = fn.module
     a, lda, w, ldw, c, ldc, k_total = fn.args
-    fmuladd_type = ir.FunctionType(vec, [vec, vec, vec])
-    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{lanes}f32")
     entry, loop, reduce_, tail, done = (
         fn.append_basic_block(n) for n in ("entry", "loop", "reduce", "tail", "done")
     )

@@ -37,16 +37,26 @@ ROWS, COLUMNS = 4, 4 * LANES  # the block; COLUMNS is the panel width
 SYMBOL = "lstmkit_sblock"
 
 
+def block_function(symbol: str, lanes: int) -> tuple[ir.Function, ir.Function]:
+    """A new module's kernel ``symbol`` with the block kernels' signature ``void(A, lda,
+    W, ldw, C, ldc, K)`` (float32 pointers, int64 strides) and the module's fused
+    multiply-add of ``lanes`` float32 (``llvm.fmuladd``)."""
+    f32, i64 = ir.FloatType(), ir.IntType(64)
+    vec, ptr = ir.VectorType(f32, lanes), f32.as_pointer()
+    mod = ir.Module(name=symbol)
+    mod.triple = llvm.get_process_triple()
+    signature = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, ptr, i64, i64])
+    fmuladd_type = ir.FunctionType(vec, [vec, vec, vec])
+    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{lanes}f32")
+    return ir.Function(mod, signature, name=symbol), fmuladd
+
+
 def _module() -> ir.Module:
     f32, i64 = ir.FloatType(), ir.IntType(64)
-    vec, ptr = ir.VectorType(f32, LANES), f32.as_pointer()
-    mod = ir.Module(name="lstmkit_panels")
-    mod.triple = llvm.get_process_triple()
-    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [ptr, i64, ptr, i64, ptr, i64, i64]),
-                     name=SYMBOL)  # fmt: skip
+    vec = ir.VectorType(f32, LANES)
+    fn, fmuladd = block_function(SYMBOL, LANES)
+    mod = fn.module
     a, lda, w, ldw, c, ldc, k_total = fn.args
-    fmuladd_type = ir.FunctionType(vec, [vec, vec, vec])
-    fmuladd = ir.Function(mod, fmuladd_type, name=f"llvm.fmuladd.v{LANES}f32")
     entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
     b = ir.IRBuilder(entry)
     zero = ir.Constant(vec, [0.0] * LANES)

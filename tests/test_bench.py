@@ -163,3 +163,15 @@ def test_bench_names_the_cpu_engine_route_when_the_engine_reports_one(
     assert machine["route"] == "onednn-prepacked" and machine["threads_route"] == "openmp"
     results = report.Results(machine, 10.0)
     assert "CPU engine route: onednn-prepacked, row ranges on openmp threads" in results.header()
+
+
+def test_interleaved_rounds_turn_the_order() -> None:
+    """No implementation always runs right after the same one (a call can slow the next:
+    threads still waking or spinning)."""
+    from lstmkit.bench.timing import interleaved
+
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = interleaved(fns, rounds=3, warmup=0, min_seconds=0.0)
+    assert calls[3:] == list("abcbcacab")  # after one call each to size the slots
+    assert all(len(times) == 3 for times in samples.values())

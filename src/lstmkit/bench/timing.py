@@ -1,5 +1,6 @@
-"""Interleaved timing: every implementation once per round; every round's time is kept,
-so that the report can give the median and say when rounds disagree (a busy machine)."""
+"""Interleaved timing: every implementation once per round, in an order that turns each
+round; every round's time is kept, so that the report can give the median and say when
+rounds disagree (a busy machine)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def interleaved(
     on_round: Callable[[], None] | None = None,
     min_seconds: float = 2e-3,
 ) -> dict[str, list[float]]:
-    """Seconds per call of each function in every round, timed in turn within each round.
+    """Seconds per call of each function in every round, timed in turn within each round
+    (the order rotated by one each round).
 
     A call shorter than ``min_seconds`` is repeated inside its slot (the count chosen
     during warm-up) so that timer resolution and dispatch jitter do not dominate.
@@ -36,9 +38,12 @@ def interleaved(
         once = max(time_call(fn), 1e-7)
         repeats[name] = max(1, int(min_seconds / once))
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            n = repeats[name]
+    names = list(fns)
+    for r in range(rounds):
+        # the order turns each round: a call can slow the one after it (threads still
+        # waking or spinning), so no implementation always follows the same one
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, n = fns[name], repeats[name]
             start = time.perf_counter()
             for _ in range(n):
                 fn()

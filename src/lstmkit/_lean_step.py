@@ -71,7 +71,8 @@ def lean_step(
         return None
     from .backends.numba.step import STEP_OPTIONS, run_step_layer  # compiled on first use
 
-    if not STEP_OPTIONS.issuperset(CELL_OPTIONS.intersection(lstm.options_used())):
+    missing = CELL_OPTIONS - STEP_OPTIONS  # (none today: then nothing to look up per call)
+    if missing and missing.intersection(lstm.options_used()):
         return None  # an option the step kernel does not implement
     weights = lstm.layer_weights()
     if not all(plain(t, x_t) for w in weights for t in w if t is not None):

@@ -64,7 +64,8 @@ def test_ddp_gradients_equal_one_process_and_checkpoint_reloads(tmp_path: Path) 
     checkpoint = torch.load(out)
     fresh = example.Forecaster()
     fresh.load_state_dict(checkpoint["model"])
-    with torch.no_grad():
+    with torch.no_grad():  # (the workers ran 1 thread each: the engine's product routes,
+        # measured per process and thread count, may differ here at float rounding)
         torch.testing.assert_close(
-            fresh(checkpoint["probe"]), checkpoint["probe_out"], rtol=0, atol=0
+            fresh(checkpoint["probe"]), checkpoint["probe_out"], rtol=1e-6, atol=1e-7
         )

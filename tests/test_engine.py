@@ -220,3 +220,20 @@ def test_stale_numba_cache_is_dropped_when_any_engine_source_changes(tmp_path: P
     (tmp_path / "loops.py").write_text("x = 3\n")  # another file than the cached one
     _drop_stale_cache(tmp_path)
     assert not cached.exists()
+
+
+def test_no_python_per_time_step_without_autograd() -> None:
+    """Inference (float32: the projection inside the compiled call) runs the same Python
+    at T = 4 and T = 40, on one thread or split rows."""
+    lstm = lstmkit.LSTM(5, 6, num_layers=2, proj_size=3, backend="compiled")
+    shapes = ((4, 2), (40, 2), (4, 20), (40, 20))
+
+    @torch.no_grad()
+    def forward(T: int, B: int) -> None:
+        lstm(torch.randn(T, B, 5))
+
+    for T, B in shapes:  # measure routes and compile first
+        forward(T, B)
+    calls = {(T, B): _python_calls(lambda T=T, B=B: forward(T, B)) for T, B in shapes}
+    assert calls[(4, 2)] == calls[(40, 2)], calls
+    assert abs(calls[(4, 20)] - calls[(40, 20)]) <= 4, calls

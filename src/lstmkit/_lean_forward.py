@@ -7,10 +7,9 @@ normalisation's checks (it takes only inputs whose shapes are right), the functi
 layer's options and ONNX bookkeeping, backend selection. So it repeats
 :func:`lstmkit.functional.lstm`'s loop over layers and directions without them: calling
 ``functional.lstm`` from here measured ~20 us (~18%) more a call at S1 on a Zen 4 core.
-The general path runs every
-other call and raises nn.LSTM's errors for bad inputs; both give the same numbers
-(:mod:`tests.test_inference_layer`), draw the same random masks in the same order, and
-apply inter-layer dropout alike.
+The general path runs every other call and raises nn.LSTM's errors for bad inputs; both
+give the same numbers (:mod:`tests.test_inference_layer`), draw the same random masks in
+the same order, and apply inter-layer dropout alike.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ product route running the same tests."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -29,18 +30,24 @@ def _pair(**kwargs: object) -> tuple[lstmkit.LSTM, lstmkit.LSTM]:
 
 
 def _python_calls(fn) -> int:
-    """How many Python functions run during ``fn()``."""
+    """How many Python functions run during ``fn()``.
+
+    The garbage collector is held off meanwhile: a collection that happens to fall inside
+    ``fn`` runs the finalizers of earlier tests' objects, which would count as calls."""
     count = 0
 
     def profile(frame, event, arg):
         nonlocal count
         count += event == "call"
 
+    gc.collect()
+    gc.disable()
     sys.setprofile(profile)
     try:
         fn()
     finally:
         sys.setprofile(None)
+        gc.enable()
     return count
 
 

@@ -222,13 +222,14 @@ def test_every_projection_route_matches_float64_reference(
 def test_measuring_a_new_shape_draws_nothing_from_the_global_generator() -> None:
     """The first call of a shape times the routes on random data of its own: seeded
     training calls (dropout masks) repeat, and the caller's next draw is unchanged."""
-    from lstmkit.backends.numba import blas
+    from lstmkit.backends.numba import blas, routes
 
     lstm = lstmkit.LSTM(6, 7, num_layers=2, dropout=0.5).train()
     x = torch.randn(9, 3, 6)
     results = []
     blas._measured.clear()  # the first call measures, the second finds the times kept
     blas._projection_measured.clear()
+    routes._measured.clear()
     for _ in range(2):
         torch.manual_seed(3)
         with torch.no_grad():

@@ -166,6 +166,12 @@ def route(dtype: torch.dtype = torch.float32) -> str:
     return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|panels|loops|dots (measured per shape)"
 
 
+def forced() -> bool:
+    """Whether ``LSTMKIT_GEMM`` (or a torch without MKL) fixes the route: then
+    :func:`choose` measures nothing."""
+    return _ASKED != "auto"
+
+
 def set_thread_products(threads: int) -> int:
     """How many threads MKL may use for products called from this thread (0: torch's
     setting); returns the previous value. The loops route is single-threaded anyway."""
@@ -204,14 +210,14 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
 
 
 #: The float32 routes :func:`choose` measures (without MKL, all but MKL).
-_CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS) if way in available())
+CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS) if way in available())
 
 #: The most rows :func:`choose` times a product at: a longer product (a whole input
 #: projection) is timed at this many rows and its time scaled by its rows, in proportion.
 MEASURED_ROWS = 256
 
 #: Per (rows, K, N, threads the product may use, transpose): each route's measured
-#: seconds to prepare the weight once and to run one product, in :data:`_CANDIDATES` order.
+#: seconds to prepare the weight once and to run one product, in :data:`CANDIDATES` order.
 _measured: dict[tuple[int, int, int, int, bool], list[tuple[float, float]]] = {}
 
 
@@ -228,7 +234,7 @@ def choose(
     (default: all)."""
     if dtype != torch.float32:
         return LOOPS
-    if _ASKED != "auto":  # forced, or no MKL
+    if forced():  # forced, or no MKL
         return MKL if _ASKED == "mkl" else PANELS
     threads = 1 if alone else torch.get_num_threads()
     sample = max(1, min(rows, MEASURED_ROWS))  # a product's time grows with its rows
@@ -237,7 +243,7 @@ def choose(
     if times is None:
         times = _measured[key] = _measure(sample, k, n, alone, transpose)
     scale = steps * rows / sample
-    totals = {way: prep + scale * product for way, (prep, product) in zip(_CANDIDATES, times)}
+    totals = {way: prep + scale * product for way, (prep, product) in zip(CANDIDATES, times)}
     return min((way for way in totals if among is None or way in among), key=totals.__getitem__)
 
 
@@ -254,7 +260,7 @@ def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tu
     previous = set_thread_products(1) if alone else None
     try:
         measured = []
-        for way in _CANDIDATES:
+        for way in CANDIDATES:
             prepared_w = prepared(w, transpose, rows, way)
             products(a, prepared_w, c, way, 1)  # warm-up (and compile)
             prep, product = [], []

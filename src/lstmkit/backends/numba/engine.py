@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ...functional import LayerWeights
 
 try:
-    from . import blas, layer, loops, numerics, team
+    from . import blas, layer, loops, numerics, routes, team
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     AVAILABLE = False
 else:
@@ -335,14 +335,19 @@ def _weights(
     w_hh: Tensor, w_hr: Tensor | None, transpose: bool, dtype: torch.dtype, steps: int
 ) -> Callable[[int, bool], tuple[np.ndarray, np.ndarray, int]]:
     """For ``m`` rows (``alone``: on a thread of their own), the route of the ``steps``
-    recurrent products (:func:`.blas.choose`: preparing the weight once counts) and
-    ``(W_hh, W_hr)`` prepared for it (transposed for the forward's ``x W^T``); an empty
-    marker for ``W_hr`` without projection."""
+    recurrent products and ``(W_hh, W_hr)`` prepared for it (transposed for the
+    forward's ``x W^T``); an empty marker for ``W_hr`` without projection. The float32
+    forward's route is timed in the loop itself (:func:`.routes.forward_route`), the
+    others' by their products (:func:`.blas.choose`); preparing the weight once counts."""
     k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
+    in_loop = transpose and dtype == torch.float32
 
     @functools.cache  # row ranges of one size share the weights prepared for them
     def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        way = blas.choose(dtype, m, k, n, alone, steps, transpose)
+        if in_loop:
+            way = routes.forward_route(m, k, n, alone, steps)
+        else:
+            way = blas.choose(dtype, m, k, n, alone, steps, transpose)
         hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
         return blas.prepared(w_hh, transpose, m, way), hr, way
 

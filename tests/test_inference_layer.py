@@ -248,3 +248,30 @@ def test_an_empty_batch_gives_empty_outputs_like_nn_lstm(grad: bool) -> None:
         out, (h, c) = lstm(x)
         w_out, (w_h, w_c) = ref(x)
     assert out.shape == w_out.shape and h.shape == w_h.shape and c.shape == w_c.shape
+
+
+@pytest.mark.parametrize("way", ["PANELS", "DOTS"])
+@pytest.mark.parametrize("first,last", [(0, 12), (3, 9)], ids=["all-rows", "row-range"])
+def test_projection_blocks_agree_with_numpy(way: str, first: int, last: int) -> None:
+    """The in-call projection over several blocks of rows (all rows: 600 rows of 1030
+    inputs, ~60 a block) or of steps (a range of 6 rows: ~10 steps a block), with a bias
+    and a last block cut short, against numpy in float64."""
+    import numpy as np
+
+    from lstmkit.backends.numba import blas, layer
+
+    g = torch.Generator().manual_seed(4)
+    T, B, I, G = 50, 12, 1030, 72
+    x = torch.randn(T, B, I, generator=g).numpy()
+    w = torch.randn(G, I, generator=g) / I**0.5
+    b_ih, b_hh = (torch.randn(G, generator=g).numpy() for _ in range(2))
+    assert T * B * I * 4 > 2 * layer.ROWS_BLOCK_BYTES  # several blocks
+    xg = np.full((T, B, G), np.nan, np.float32)
+    way_ = getattr(blas, way)
+    prepared = blas.prepared(w, True, last - first if last - first < B else T * B, way_)
+    layer.project(x, prepared, way_, b_ih, b_hh, np.empty(0, np.float32), xg, first, last)
+    want = x[:, first:last].astype(np.float64) @ w.numpy().T.astype(np.float64) + b_ih + b_hh
+    torch.testing.assert_close(
+        torch.from_numpy(xg[:, first:last]).double(), torch.from_numpy(want), rtol=1e-4, atol=1e-4
+    )
+    assert np.isnan(np.delete(xg, np.s_[first:last], axis=1)).all()  # other rows untouched

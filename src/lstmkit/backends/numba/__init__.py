@@ -9,7 +9,7 @@ Files:
 * :mod:`.rows`: the cell for one batch row, forward and backward, and layer-norm rows.
 * :mod:`.numerics`: activation codes, tanh and sigmoid, activations, slopes and clips.
 * :mod:`.blas`: the matrix products the loops call, with weights prepared once.
-* :mod:`.routes`: the forward loop's product route, timed in the loop itself.
+* :mod:`.routes`: the time loops' product routes, each timed in its loop.
 * :mod:`.panels`: our register-blocked float32 block kernel (LLVM IR for the host CPU).
 * :mod:`.dots`: register-blocked dot-product blocks over torch's weight layout (LLVM IR).
 * :mod:`.step`: one step of one layer in one call, for ``LSTM.step`` without autograd.

@@ -336,16 +336,16 @@ def _weights(
 ) -> Callable[[int, bool], tuple[np.ndarray, np.ndarray, int]]:
     """For ``m`` rows (``alone``: on a thread of their own), the route of the ``steps``
     recurrent products and ``(W_hh, W_hr)`` prepared for it (transposed for the
-    forward's ``x W^T``); an empty marker for ``W_hr`` without projection. The float32
-    forward's route is timed in the loop itself (:func:`.routes.forward_route`), the
-    others' by their products (:func:`.blas.choose`); preparing the weight once counts."""
+    forward's ``x W^T``, as they are for the backward's ``dgates W``); an empty marker
+    for ``W_hr`` without projection. float32 routes are timed in the loop itself
+    (:mod:`.routes`), float64 has one; preparing the weights once counts."""
     k, n = (w_hh.shape[1], w_hh.shape[0]) if transpose else w_hh.shape
-    in_loop = transpose and dtype == torch.float32
+    timed = routes.forward_route if transpose else routes.backward_route
 
     @functools.cache  # row ranges of one size share the weights prepared for them
     def for_rows(m: int, alone: bool) -> tuple[np.ndarray, np.ndarray, int]:
-        if in_loop:
-            way = routes.forward_route(m, k, n, alone, steps)
+        if dtype == torch.float32:
+            way = timed(m, k, n, alone, steps)
         else:
             way = blas.choose(dtype, m, k, n, alone, steps, transpose)
         hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)

@@ -252,10 +252,14 @@ def test_an_empty_batch_gives_empty_outputs_like_nn_lstm(grad: bool) -> None:
 
 @pytest.mark.parametrize("way", ["PANELS", "DOTS"])
 @pytest.mark.parametrize("first,last", [(0, 12), (3, 9)], ids=["all-rows", "row-range"])
-def test_projection_blocks_agree_with_numpy(way: str, first: int, last: int) -> None:
+@pytest.mark.parametrize("t0,t1", [(0, 50), (7, 33)], ids=["all-steps", "some-steps"])
+def test_projection_blocks_agree_with_numpy(
+    way: str, first: int, last: int, t0: int, t1: int
+) -> None:
     """The in-call projection over several blocks of rows (all rows: 600 rows of 1030
     inputs, ~60 a block) or of steps (a range of 6 rows: ~10 steps a block), with a bias
-    and a last block cut short, against numpy in float64."""
+    and a last block cut short, against numpy in float64; some steps only, as the
+    pipelined projection makes them (:func:`lstmkit.backends.numba.layer.project_ahead`)."""
     import numpy as np
 
     from lstmkit.backends.numba import blas, layer
@@ -269,9 +273,9 @@ def test_projection_blocks_agree_with_numpy(way: str, first: int, last: int) -> 
     xg = np.full((T, B, G), np.nan, np.float32)
     way_ = getattr(blas, way)
     prepared = blas.prepared(w, True, last - first if last - first < B else T * B, way_)
-    layer.project(x, prepared, way_, b_ih, b_hh, np.empty(0, np.float32), xg, first, last)
-    want = x[:, first:last].astype(np.float64) @ w.numpy().T.astype(np.float64) + b_ih + b_hh
-    torch.testing.assert_close(
-        torch.from_numpy(xg[:, first:last]).double(), torch.from_numpy(want), rtol=1e-4, atol=1e-4
-    )
-    assert np.isnan(np.delete(xg, np.s_[first:last], axis=1)).all()  # other rows untouched
+    layer.project(x, prepared, way_, b_ih, b_hh, np.empty(0, np.float32), xg, t0, t1, first, last)
+    want = x[t0:t1, first:last].astype(np.float64) @ w.numpy().T.astype(np.float64) + b_ih + b_hh
+    got = torch.from_numpy(xg[t0:t1, first:last]).double()
+    torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-4, atol=1e-4)
+    xg[t0:t1, first:last] = np.nan
+    assert np.isnan(xg).all()  # other rows and steps untouched

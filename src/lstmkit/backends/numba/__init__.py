@@ -5,7 +5,9 @@ Files:
 * :mod:`.engine`: ``NumbaEngine``, rows split across threads, ``run_recurrence``, ``route``.
 * :mod:`.team`: a call's row ranges run at once on torch's own OpenMP threads.
 * :mod:`.loops`: the two time loops, each one compiled call with the products inside.
-* :mod:`.layer`: a whole layer-direction without autograd, the input projection inside.
+* :mod:`.layer`: a whole layer-direction without autograd, the input projection inside
+  (or on a second thread, a block of steps ahead of the loop).
+* :mod:`.sync`: a progress counter shared by two threads (LLVM IR atomics).
 * :mod:`.rows`: the cell for one batch row, forward and backward, and layer-norm rows.
 * :mod:`.numerics`: activation codes, tanh and sigmoid, activations, slopes and clips.
 * :mod:`.blas`: the matrix products the loops call, with weights prepared once.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -254,10 +255,25 @@ class NumbaEngine:
         projection inside the compiled call (:func:`.layer.layer_forward`) on the loop's
         own threads. When one thread runs the whole loop and torch's GEMM on every
         thread makes the projection faster (:func:`.blas.project_in_loop`, measured per
-        shape), torch makes it first."""
+        shape), torch makes it first; when the projection is no larger than the loop's
+        products, it runs on a second thread a block of steps ahead of the loop instead
+        (:func:`.layer.pipelined`)."""
+        T, B, I = x.shape
+        G, P = w.weight_hh.shape
+        alone = len(row_ranges(B)) == 1
+        ahead = layer.pipelined(T, alone, I, P, torch.get_num_threads())
+        ahead = ahead and _ahead_wins(T, B, I, G, P)
+        return self._infer_layer(x, w, h0, c0, walk, cfg, ten, alone, ahead)
+
+    def _infer_layer(
+        self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
+        ten: Mapping[str, Tensor], alone: bool, ahead: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+        """:meth:`infer_layer` with its choices made: ``alone`` (one row range),
+        ``ahead`` (the projection pipelined on a second thread)."""
         T, B, I = x.shape
         G = w.weight_hh.shape[0]
-        if len(row_ranges(B)) == 1 and not blas.project_in_loop(T * B, I, G):
+        if alone and not ahead and not blas.project_in_loop(T * B, I, G):
             from ...functional import input_projection  # (functional imports the backends)
 
             return self.infer(input_projection(x, w), h0, c0, walk, cfg, ten)
@@ -274,10 +290,12 @@ class NumbaEngine:
             way = way if way == blas.PANELS else blas.DOTS  # (DOTS where MKL is forced)
             return (blas.prepared(w.weight_ih, True, rows, way), way, *recurrent(m, alone))
 
-        _on_rows(
-            layer.layer_forward, B, weights, _np(x.contiguous(), x.dtype), b_ih, b_hh,
-            _np(w.ln_weight_ih, x.dtype, 1), xg, *_loop_args(walk, cfg, ten, out, x.dtype),
-        )  # fmt: skip
+        inputs = (_np(x.contiguous(), x.dtype), b_ih, b_hh, _np(w.ln_weight_ih, x.dtype, 1), xg)
+        loop_args = _loop_args(walk, cfg, ten, out, x.dtype)
+        if ahead:
+            _pipeline(inputs, loop_args, weights(B, True), walk.reverse)
+        else:
+            _on_rows(layer.layer_forward, B, weights, *inputs, *loop_args)
         return _results(out, walk)
 
     def backward(
@@ -329,6 +347,79 @@ def _on_rows(
         return
     calls = [(*args, *weights(hi - lo, True), lo, hi) for lo, hi in ranges]
     team.run_all([functools.partial(kernel, *call) for call in calls])
+
+
+#: The most steps :func:`_ahead_wins` times a layer at (the pipeline's gain grows with T).
+AHEAD_MEASURED_STEPS = 128
+
+#: Per (steps measured, B, I, 4H, P, torch's threads): whether the pipelined layer was
+#: the faster one.
+_ahead_measured: dict[tuple[int, int, int, int, int, int], bool] = {}
+
+
+def _ahead_wins(T: int, B: int, I: int, G: int, P: int) -> bool:
+    """Whether projecting on a second thread ahead of the loop (:func:`_pipeline`) beats
+    the single-threaded layer for this shape. Starting the second thread and waiting for
+    the first block cost a fixed time (~0.1-0.2 ms measured on Zen 4), which a short or
+    narrow layer does not repay, and its size differs by CPU: so both are timed once
+    per shape on random data (plain cell, at most :data:`AHEAD_MEASURED_STEPS` steps;
+    if the pipeline wins there, it wins on longer sequences) and the answer kept."""
+    steps = min(T, AHEAD_MEASURED_STEPS)
+    key = (steps, B, I, G, P, torch.get_num_threads())
+    found = _ahead_measured.get(key)
+    if found is None:
+        found = _ahead_measured[key] = _measure_ahead(steps, B, I, G, P)
+    return found
+
+
+def _measure_ahead(T: int, B: int, I: int, G: int, P: int) -> bool:
+    from ...functional import LayerWeights  # (functional imports the backends)
+
+    g = torch.Generator().manual_seed(0)
+    H = G // 4
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
+
+    w = LayerWeights(randn(G, I), randn(G, P), randn(G), randn(G), randn(P, H) if P < H else None)
+    x, h0, c0 = randn(T, B, I), randn(B, P), randn(B, H)
+    walk = Walk(w.weight_hh, w.weight_hr, None, False)
+    best = {}
+    for ahead in (True, False):
+        run = functools.partial(_ENGINE._infer_layer, x, w, h0, c0, walk, PLAIN, NO_TENSORS, True)
+        run(ahead)  # warm-up (compiles, measures the routes)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run(ahead)
+            times.append(time.perf_counter() - start)
+        best[ahead] = min(times)
+    return best[True] < best[False]
+
+
+def _pipeline(inputs: tuple, loop_args: tuple, weights: tuple, reverse: bool) -> None:
+    """Every row of a layer on two threads at once: :func:`.layer.project_ahead` into
+    ``xg`` (the last of ``inputs``), a block of steps ahead of :func:`.layer.forward_behind`
+    over ``xg`` (:data:`.layer.PIPELINE_BLOCKS` blocks). The projection is the first
+    call: a team of one thread runs it before the loop, and it never waits, so the
+    loop's waits always end. If it fails, it marks every block done before raising, so
+    that the loop ends too (its results are then discarded with the error)."""
+    w_ih, way_ih, w_hh, w_hr, way = weights
+    T, xg = inputs[0].shape[0], inputs[-1]
+    per = -(-T // layer.PIPELINE_BLOCKS)
+    progress = np.zeros(1, np.int64)
+
+    def project() -> None:
+        try:
+            layer.project_ahead(*inputs, w_ih, way_ih, reverse, per, progress)
+        except BaseException:
+            progress[0] = T  # every block "done": the loop must not wait forever
+            raise
+
+    def loop() -> None:
+        layer.forward_behind(xg, *loop_args, w_hh, w_hr, way, per, progress)
+
+    team.run_all([project, loop])
 
 
 def _weights(

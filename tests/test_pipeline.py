@@ -145,3 +145,7 @@ def test_the_choice_is_timed_once_per_shape_on_its_own_generator() -> None:
     assert engine._ahead_measured == {key: answer}
     engine._ahead_measured[key] = not answer  # kept: the next call reads it
     assert engine._ahead_wins(500, 2, 8, 32, 8) is (not answer)
+    engine._ahead_wins(40, 2, 8, 32, 8)  # shorter: timed at 32 steps, as every T of 32-63
+    assert engine._ahead_measured.keys() == {key, (32, *key[1:])}
+    engine._ahead_wins(63, 2, 8, 32, 8)
+    assert len(engine._ahead_measured) == 2

@@ -255,9 +255,10 @@ class NumbaEngine:
         projection inside the compiled call (:func:`.layer.layer_forward`) on the loop's
         own threads. When one thread runs the whole loop and torch's GEMM on every
         thread makes the projection faster (:func:`.blas.project_in_loop`, measured per
-        shape), torch makes it first; when the projection is no larger than the loop's
-        products, it runs on a second thread a block of steps ahead of the loop instead
-        (:func:`.layer.pipelined`)."""
+        shape), torch makes it first; or, where :func:`.layer.pipelined` allows it (a
+        second thread, T >= 32, a projection no larger than the loop's products) and
+        :func:`_ahead_wins` times it faster, the projection runs on the second thread a
+        block of steps ahead of the loop."""
         T, B, I = x.shape
         G, P = w.weight_hh.shape
         alone = len(row_ranges(B)) == 1
@@ -362,9 +363,10 @@ def _ahead_wins(T: int, B: int, I: int, G: int, P: int) -> bool:
     the single-threaded layer for this shape. Starting the second thread and waiting for
     the first block cost a fixed time (~0.1-0.2 ms measured on Zen 4), which a short or
     narrow layer does not repay, and its size differs by CPU: so both are timed once
-    per shape on random data (plain cell, at most :data:`AHEAD_MEASURED_STEPS` steps;
-    if the pipeline wins there, it wins on longer sequences) and the answer kept."""
-    steps = min(T, AHEAD_MEASURED_STEPS)
+    per shape on random data (plain cell, at ``T`` rounded down to a power of two, at
+    most :data:`AHEAD_MEASURED_STEPS` steps: if the pipeline wins there, it wins on
+    longer sequences) and the answer kept."""
+    steps = min(AHEAD_MEASURED_STEPS, 1 << (T.bit_length() - 1))  # 32, 64 or 128
     key = (steps, B, I, G, P, torch.get_num_threads())
     found = _ahead_measured.get(key)
     if found is None:
@@ -402,10 +404,13 @@ def _pipeline(inputs: tuple, loop_args: tuple, weights: tuple, reverse: bool) ->
     ``xg`` (the last of ``inputs``), a block of steps ahead of :func:`.layer.forward_behind`
     over ``xg`` (:data:`.layer.PIPELINE_BLOCKS` blocks). The projection is the first
     call: a team of one thread runs it before the loop, and it never waits, so the
-    loop's waits always end. If it fails, it marks every block done before raising, so
-    that the loop ends too (its results are then discarded with the error)."""
+    loop's waits always end. If it fails (an exception out of the compiled call), it
+    marks every block done before raising, so that the loop ends too (its results are
+    then discarded with the error)."""
     w_ih, way_ih, w_hh, w_hr, way = weights
     T, xg = inputs[0].shape[0], inputs[-1]
+    if loop_args[2].shape[0] != 1:  # acts: the loop reuses one step of every buffer
+        raise RuntimeError("the pipelined layer keeps nothing for a backward")
     per = -(-T // layer.PIPELINE_BLOCKS)
     progress = np.zeros(1, np.int64)
 

@@ -18,8 +18,9 @@ is left to torch's GEMM on every core (:func:`.blas.project_in_loop`).
 When one thread would run every row (small batches) and a second is free, the
 projection can instead run on that second thread, a block of steps ahead of the loop
 (:func:`project_ahead` publishes each finished block through :mod:`.sync`,
-:func:`forward_behind` waits for it): the two overlap, and the loop waits only for the
-first block. The engine times both ways once per shape and keeps the faster
+:func:`forward_behind` waits for it): when the two threads run at once, they overlap
+and the loop waits for the first block only (a team of one thread runs them in
+turn). The engine times both ways once per shape and keeps the faster
 (:func:`.engine._ahead_wins`); on Zen 4 at T = 200, B = 4, I = H = 128 the layer took
 2.0 against 2.5 ms.
 """
@@ -109,9 +110,9 @@ def layer_forward(
             kinds, norm, zoneout, w_hh, w_hr, way, first, last)  # fmt: skip
 
 
-#: Blocks of steps the projection hands to the loop when the two run at once on two
-#: threads (:func:`project_ahead`, :func:`forward_behind`): the loop waits for the first
-#: block only, a sixteenth of the projection.
+#: Blocks of steps the projection hands to the loop (:func:`project_ahead`,
+#: :func:`forward_behind`): on two threads at once, the loop waits for the first block
+#: only, a sixteenth of the projection.
 PIPELINE_BLOCKS = 16
 
 

@@ -10,7 +10,7 @@ The waiting thread spins (with the CPU's pause hint on x86): it is meant for han
 of a few microseconds between threads that run at once, such as the input projection
 of :mod:`.layer` running ahead of the time loop. A wait whose publisher can never run
 would spin forever, so callers order the work so that the publisher never waits
-(:func:`.layer.pipelined`).
+(:func:`.engine._pipeline`).
 """
 
 from __future__ import annotations

@@ -233,16 +233,30 @@ def test_stale_numba_cache_is_dropped_when_any_engine_source_changes(tmp_path: P
     assert not cached.exists()
 
 
-def test_no_python_per_time_step_without_autograd() -> None:
+@pytest.mark.parametrize("ahead", [False, True], ids=["one-thread", "pipelined"])
+def test_no_python_per_time_step_without_autograd(
+    ahead: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Inference (float32: the projection inside the compiled call) runs the same Python
-    at T = 4 and T = 40, on one thread or split rows."""
+    at T and 10 T, on one thread or split rows; with small batches' projection pipelined
+    on a second thread (whose choice is otherwise timed per shape) too, from T = 40."""
+    from lstmkit.backends.numba import layer
+
+    monkeypatch.setattr(engine, "_ahead_wins", lambda *args: ahead)
+    monkeypatch.setattr(layer, "pipelined", lambda T, alone, *args: ahead and alone and T >= 32)
     lstm = lstmkit.LSTM(5, 6, num_layers=2, proj_size=3, backend="compiled")
-    shapes = ((4, 2), (40, 2), (4, 20), (40, 20))
+    short = 40 if ahead else 4
+    shapes = ((short, 2), (10 * short, 2), (short, 20), (10 * short, 20))
 
     @torch.no_grad()
     def forward(T: int, B: int) -> None:
         lstm(torch.randn(T, B, 5))
 
+    pipelines: list[int] = []
+    real = engine._pipeline
+    monkeypatch.setattr(engine, "_pipeline", lambda *args: pipelines.append(1) or real(*args))
     for T, B in shapes:  # measure routes and compile first
         forward(T, B)
-    _same_python({(T, B): _python_calls(lambda T=T, B=B: forward(T, B)) for T, B in shapes})
+    assert len(pipelines) == (4 if ahead else 0)  # both layers at B = 2, twice
+    calls = {(T // short * 4, B): _python_calls(lambda T=T, B=B: forward(T, B)) for T, B in shapes}
+    _same_python(calls)

@@ -182,13 +182,15 @@ def _loop_args(
 
 
 def _run_forward(
-    xg: Tensor, walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays
-) -> None:
-    """The forward time loop (:func:`.loops.forward`) over all rows into ``out``."""
+    xg: Tensor, walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays,
+    fewest: int = 0,
+) -> None:  # fmt: skip
+    """The forward time loop (:func:`.loops.forward`) over all rows into ``out``
+    (``fewest``: as :func:`row_ranges`)."""
     weights = _weights(walk.w_hh, walk.w_hr, True, xg.dtype, xg.shape[0])
     _on_rows(
         loops.forward, xg.shape[1], weights, _np(xg.contiguous(), xg.dtype),
-        *_loop_args(walk, cfg, ten, out, xg.dtype),
+        *_loop_args(walk, cfg, ten, out, xg.dtype), fewest=fewest,
     )  # fmt: skip
 
 
@@ -234,7 +236,8 @@ class NumbaEngine:
     :meth:`infer` for calls without autograd."""
 
     def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
-        _run_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype))
+        fewest = _training_rows_per_thread(xg.shape[1], walk, xg.dtype)
+        _run_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype), fewest)
 
     def infer(
         self, xg: Tensor, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
@@ -315,6 +318,7 @@ class NumbaEngine:
             peep, v.gate_clipped, v.cell_clipped, _np(ten.get("recurrent_mask"), dtype), kinds,
             _norm(cfg, ten, v.norm, dtype), _zoneout(cfg, ten, v.c_new, dtype),
             *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
+            fewest=_training_rows_per_thread(B, walk, dtype),
         )  # fmt: skip
         return dh, dc
 
@@ -323,10 +327,12 @@ class NumbaEngine:
 #: products' poor efficiency outweigh a second core.
 MIN_ROWS_PER_THREAD = 8
 
-def row_ranges(rows: int) -> list[tuple[int, int]]:
+def row_ranges(rows: int, fewest: int = 0) -> list[tuple[int, int]]:
     """How a call's rows are split across threads: ``torch.get_num_threads()`` parts at
-    most, none under :data:`MIN_ROWS_PER_THREAD` rows (one part for small batches)."""
-    parts = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    most, none under ``fewest`` rows (default :data:`MIN_ROWS_PER_THREAD`: one part for
+    small batches)."""
+    fewest = fewest or MIN_ROWS_PER_THREAD
+    parts = max(1, min(torch.get_num_threads(), rows // fewest))
     bounds = [rows * k // parts for k in range(parts + 1)]
     return list(itertools.pairwise(bounds))
 
@@ -336,18 +342,82 @@ def _on_rows(
     rows: int,
     weights: Callable[[int, bool], tuple],
     *args: object,
+    fewest: int = 0,
 ) -> None:
     """Run a time loop over all ``rows``: rows are independent sequences, so each thread
     runs the whole loop on its own row range (onnxruntime's scheme: no barrier per step),
     on torch's own OpenMP threads (:mod:`.team`), its products single-threaded.
     ``weights(m, alone)`` gives the prepared weights and their route for ranges of ``m``
-    rows (``alone``: each on its own thread)."""
-    ranges = row_ranges(rows)
+    rows (``alone``: each on its own thread); ``fewest``: as :func:`row_ranges`."""
+    ranges = row_ranges(rows, fewest)
     if len(ranges) == 1:
         kernel(*args, *weights(rows, False), 0, rows)
         return
     calls = [(*args, *weights(hi - lo, True), lo, hi) for lo, hi in ranges]
     team.run_all([functools.partial(kernel, *call) for call in calls])
+
+
+def _training_rows_per_thread(B: int, walk: Walk, dtype: torch.dtype) -> int:
+    """Fewest rows a thread is given in the training loops (forward and backward) of a
+    float32 batch too small to split by :data:`MIN_ROWS_PER_THREAD`: one, where
+    :func:`_split_wins` timed a split faster for the shape (measured on Zen 4, training
+    at B = 8, H = 256: 21.1 ms split in 4 + 4 rows against 24.8 on one thread); else the
+    default (0)."""
+    if dtype != torch.float32 or not 2 <= B < 2 * MIN_ROWS_PER_THREAD:
+        return 0
+    if torch.get_num_threads() < 2:
+        return 0
+    G, P = walk.w_hh.shape
+    return 1 if _split_wins(B, G, P) else 0
+
+
+#: Per (B, 4H, P, torch's threads): whether the forward loop ran faster with the rows
+#: split across threads, one or more a thread.
+_split_measured: dict[tuple[int, int, int, int], bool] = {}
+
+#: Steps :func:`_split_wins` times the loop for.
+SPLIT_MEASURED_STEPS = 16
+
+
+def _split_wins(B: int, G: int, P: int) -> bool:
+    """Whether the forward loop over ``B`` rows (fewer than ``2 *``
+    :data:`MIN_ROWS_PER_THREAD`) runs faster split across torch's threads than on one,
+    timed once per shape for :data:`SPLIT_MEASURED_STEPS` steps of the plain cell on
+    random data (the projection too when ``P < H``) and kept: a split's hand-off costs a
+    fixed time, and a thread's share of small products runs less efficiently, by amounts
+    that depend on the CPU."""
+    key = (B, G, P, torch.get_num_threads())
+    found = _split_measured.get(key)
+    if found is None:
+        found = _split_measured[key] = _measure_split(B, G, P)
+    return found
+
+
+def _measure_split(B: int, G: int, P: int) -> bool:
+    g = torch.Generator().manual_seed(0)
+    H, T = G // 4, SPLIT_MEASURED_STEPS
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
+
+    w_hr = randn(P, H) if P < H else None
+    walk = Walk(randn(G, P), w_hr, None, False)
+    xg, h0, c0 = randn(T, B, G), randn(B, P), randn(B, H)
+    best = {}
+    for fewest in (1, 0):
+
+        def run(fewest: int = fewest) -> None:
+            out = _scratch(T, B, G, h0, c0, walk, PLAIN)
+            _run_forward(xg, walk, PLAIN, NO_TENSORS, out, fewest)
+
+        run()  # warm-up (compiles, measures the routes)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        best[fewest] = min(times)
+    return best[1] < best[0]
 
 
 #: The most steps :func:`_ahead_wins` times a layer at (the pipeline's gain grows with T).

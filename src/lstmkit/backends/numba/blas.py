@@ -35,9 +35,12 @@ loudly without it); :func:`route` describes what runs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -247,9 +250,34 @@ def choose(
     return min((way for way in totals if among is None or way in among), key=totals.__getitem__)
 
 
+def fastest(run: Callable[[], object], warm_up: bool = True) -> float:
+    """Seconds of ``run()`` at its fastest of three calls, after a first call that is not
+    timed when ``warm_up`` (it compiles, and measures what it needs)."""
+    if warm_up:
+        run()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@contextlib.contextmanager
+def products_alone(alone: bool) -> Iterator[None]:
+    """MKL's products single-threaded from this thread meanwhile when ``alone`` (as on a
+    row range's own thread), else as torch's threads allow."""
+    previous = set_thread_products(1) if alone else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            set_thread_products(previous)
+
+
 def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tuple[float, float]]:
     """Each route's time to prepare the weight and to run one product, on random data
-    (best of 3 after a warm-up)."""
+    (:func:`fastest`)."""
     from .loops import products  # the compiled side; imported on first measure
 
     g = torch.Generator().manual_seed(0)
@@ -257,24 +285,13 @@ def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tu
     w = torch.randn(*((n, k) if transpose else (k, n)), generator=g)
     c = np.empty((rows, n), np.float32)
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
-    previous = set_thread_products(1) if alone else None
-    try:
-        measured = []
+    measured = []
+    with products_alone(alone):
         for way in CANDIDATES:
             prepared_w = prepared(w, transpose, rows, way)
-            products(a, prepared_w, c, way, 1)  # warm-up (and compile)
-            prep, product = [], []
-            for _ in range(3):
-                start = time.perf_counter()
-                prepared(w, transpose, rows, way)
-                prep.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                products(a, prepared_w, c, way, reps)
-                product.append((time.perf_counter() - start) / reps)
-            measured.append((min(prep), min(product)))
-    finally:
-        if previous is not None:
-            set_thread_products(previous)
+            product = fastest(functools.partial(products, a, prepared_w, c, way, reps)) / reps
+            prep = fastest(functools.partial(prepared, w, transpose, rows, way), warm_up=False)
+            measured.append((prep, product))
     return measured
 
 
@@ -309,15 +326,6 @@ def _measure_projection(rows: int, k: int, n: int) -> bool:
     c = np.empty((rows, n), np.float32)
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
     a_, w_ = a.numpy(), w.numpy()
-    mine = lambda: products(a_, w_, c, DOTS, reps)  # noqa: E731
-    theirs = lambda: [torch.nn.functional.linear(a, w, bias) for _ in range(reps)]  # noqa: E731
-    best = []
-    for run in (mine, theirs):
-        run()  # warm-up (and compile)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        best.append(min(times))
-    return best[0] < best[1]
+    mine = fastest(lambda: products(a_, w_, c, DOTS, reps))
+    theirs = fastest(lambda: [torch.nn.functional.linear(a, w, bias) for _ in range(reps)])
+    return mine < theirs

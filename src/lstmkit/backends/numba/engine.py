@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -323,9 +322,11 @@ class NumbaEngine:
         return dh, dc
 
 
-#: Fewest rows a thread is given: below it the per-call hand-off (~30 us) and the small
-#: products' poor efficiency outweigh a second core.
+#: Fewest rows a thread is given by default: below it the per-call hand-off (~30 us)
+#: and the small products' poor efficiency often outweigh a second core (training splits
+#: smaller batches where that is timed faster: :func:`_training_rows_per_thread`).
 MIN_ROWS_PER_THREAD = 8
+
 
 def row_ranges(rows: int, fewest: int = 0) -> list[tuple[int, int]]:
     """How a call's rows are split across threads: ``torch.get_num_threads()`` parts at
@@ -393,31 +394,24 @@ def _split_wins(B: int, G: int, P: int) -> bool:
     return found
 
 
+def _random(g: torch.Generator, *shape: int) -> Tensor:
+    """Random data for a measurement, scaled by its last size (weights keep the gates
+    out of saturation), from ``g`` (never the global generator: seeded runs repeat)."""
+    return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
+
+
 def _measure_split(B: int, G: int, P: int) -> bool:
     g = torch.Generator().manual_seed(0)
     H, T = G // 4, SPLIT_MEASURED_STEPS
+    w_hr = _random(g, P, H) if P < H else None
+    walk = Walk(_random(g, G, P), w_hr, None, False)
+    xg, h0, c0 = _random(g, T, B, G), _random(g, B, P), _random(g, B, H)
 
-    def randn(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
+    def run(fewest: int) -> None:
+        out = _scratch(T, B, G, h0, c0, walk, PLAIN)
+        _run_forward(xg, walk, PLAIN, NO_TENSORS, out, fewest)
 
-    w_hr = randn(P, H) if P < H else None
-    walk = Walk(randn(G, P), w_hr, None, False)
-    xg, h0, c0 = randn(T, B, G), randn(B, P), randn(B, H)
-    best = {}
-    for fewest in (1, 0):
-
-        def run(fewest: int = fewest) -> None:
-            out = _scratch(T, B, G, h0, c0, walk, PLAIN)
-            _run_forward(xg, walk, PLAIN, NO_TENSORS, out, fewest)
-
-        run()  # warm-up (compiles, measures the routes)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        best[fewest] = min(times)
-    return best[1] < best[0]
+    return blas.fastest(lambda: run(1)) < blas.fastest(lambda: run(0))
 
 
 #: The most steps :func:`_ahead_wins` times a layer at (the pipeline's gain grows with T).
@@ -449,24 +443,14 @@ def _measure_ahead(T: int, B: int, I: int, G: int, P: int) -> bool:
 
     g = torch.Generator().manual_seed(0)
     H = G // 4
-
-    def randn(*shape: int) -> Tensor:
-        return torch.randn(*shape, generator=g) / shape[-1] ** 0.5
-
-    w = LayerWeights(randn(G, I), randn(G, P), randn(G), randn(G), randn(P, H) if P < H else None)
-    x, h0, c0 = randn(T, B, I), randn(B, P), randn(B, H)
+    w = LayerWeights(
+        *(_random(g, *shape) for shape in ((G, I), (G, P), (G,), (G,))),
+        _random(g, P, H) if P < H else None,
+    )  # fmt: skip
+    x, h0, c0 = _random(g, T, B, I), _random(g, B, P), _random(g, B, H)
     walk = Walk(w.weight_hh, w.weight_hr, None, False)
-    best = {}
-    for ahead in (True, False):
-        run = functools.partial(_ENGINE._infer_layer, x, w, h0, c0, walk, PLAIN, NO_TENSORS, True)
-        run(ahead)  # warm-up (compiles, measures the routes)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            run(ahead)
-            times.append(time.perf_counter() - start)
-        best[ahead] = min(times)
-    return best[True] < best[False]
+    run = functools.partial(_ENGINE._infer_layer, x, w, h0, c0, walk, PLAIN, NO_TENSORS, True)
+    return blas.fastest(lambda: run(True)) < blas.fastest(lambda: run(False))
 
 
 def _pipeline(inputs: tuple, loop_args: tuple, weights: tuple, reverse: bool) -> None:

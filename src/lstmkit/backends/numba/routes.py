@@ -18,7 +18,7 @@ same route). The forward's product is ``h (m, P) @ W_hh^T (P, G)``, the backward
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -79,24 +79,12 @@ def _measure(loop: str, rows: int, H: int, P: int, alone: bool) -> list[tuple[fl
         hr = e2 if w_hr is None else blas.prepared(w_hr, transpose, rows, way)
         return blas.prepared(w_hh, transpose, rows, way), hr
 
-    previous = blas.set_thread_products(1) if alone else None
-    try:
-        measured = []
+    measured = []
+    with blas.products_alone(alone):
         for way in blas.CANDIDATES:
             weights = prepare(way)
-            run(*weights, way)  # warm-up (and compile)
-            prep, step = [], []
-            for _ in range(3):
-                start = time.perf_counter()
-                prepare(way)
-                prep.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                run(*weights, way)
-                step.append((time.perf_counter() - start) / SAMPLE_STEPS)
-            measured.append((min(prep), min(step)))
-    finally:
-        if previous is not None:
-            blas.set_thread_products(previous)
+            step = blas.fastest(functools.partial(run, *weights, way)) / SAMPLE_STEPS
+            measured.append((blas.fastest(functools.partial(prepare, way), warm_up=False), step))
     return measured
 
 

@@ -9,7 +9,7 @@ torch's team, whose threads keep spinning for milliseconds after each torch op (
 OpenMP default): measured on Zen 4, S2's forward took 8.2 ms on a thread pool of ours
 right after an nn.LSTM call, against 4.1 ms alone.
 
-Each range runs with MKL single-threaded (:func:`.blas.set_thread_products`); the team
+Each range runs with MKL single-threaded (:func:`.blas.products_alone`); the team
 may be smaller than asked (an enclosing parallel region), so every thread takes every
 ``size``-th range and no range is ever left out. Where torch's OpenMP library cannot be
 found, and in a child forked after the import (GNU OpenMP's team does not survive
@@ -72,12 +72,9 @@ def _body(_: object) -> None:
     """What each team thread runs: its share of :data:`_work`, MKL single-threaded."""
     try:
         me, size = _LIB.omp_get_thread_num(), _LIB.omp_get_num_threads()
-        previous = blas.set_thread_products(1)
-        try:
+        with blas.products_alone(True):
             for call in _work[me::size]:
                 call()
-        finally:
-            blas.set_thread_products(previous)
     except BaseException as error:  # re-raised by run_all, in the caller
         _errors.append(error)
 
@@ -121,11 +118,8 @@ def _run_on_pool(calls: Sequence[Callable[[], None]]) -> None:
 
 
 def _alone(call: Callable[[], None]) -> None:
-    previous = blas.set_thread_products(1)
-    try:
+    with blas.products_alone(True):
         call()
-    finally:
-        blas.set_thread_products(previous)
 
 
 def route() -> str:

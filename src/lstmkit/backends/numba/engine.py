@@ -362,8 +362,8 @@ def _training_rows_per_thread(B: int, walk: Walk, dtype: torch.dtype) -> int:
     """Fewest rows a thread is given in the training loops (forward and backward) of a
     float32 batch too small to split by :data:`MIN_ROWS_PER_THREAD`: one, where
     :func:`_split_wins` timed a split faster for the shape (measured on Zen 4, training
-    at B = 8, H = 256: 21.1 ms split in 4 + 4 rows against 24.8 on one thread); else the
-    default (0)."""
+    at T = 100, B = 8, I = H = 256: 20.5 ms split in 4 + 4 rows against 25.2 on one
+    thread); else the default (0)."""
     if dtype != torch.float32 or not 2 <= B < 2 * MIN_ROWS_PER_THREAD:
         return 0
     if torch.get_num_threads() < 2:

@@ -233,18 +233,22 @@ def test_stale_numba_cache_is_dropped_when_any_engine_source_changes(tmp_path: P
     assert not cached.exists()
 
 
-@pytest.mark.parametrize("ahead", [False, True], ids=["one-thread", "pipelined"])
+@pytest.mark.parametrize("way", ["one-thread", "pipelined", "units"])
 def test_no_python_per_time_step_without_autograd(
-    ahead: bool, monkeypatch: pytest.MonkeyPatch
+    way: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inference (float32: the projection inside the compiled call) runs the same Python
     at T and 10 T, on one thread or split rows; with small batches' projection pipelined
-    on a second thread (whose choice is otherwise timed per shape) too, from T = 40."""
+    on a second thread (whose choice is otherwise timed per shape) too, from T = 40; and
+    split by units across threads (:mod:`lstmkit.backends.numba.units`)."""
     from lstmkit.backends.numba import layer
 
+    ahead = way == "pipelined"
     monkeypatch.setattr(engine, "_ahead_wins", lambda *args: ahead)
+    monkeypatch.setattr(engine, "_units_win", lambda *args: way == "units")
     monkeypatch.setattr(layer, "pipelined", lambda T, alone, *args: ahead and alone and T >= 32)
-    lstm = lstmkit.LSTM(5, 6, num_layers=2, proj_size=3, backend="compiled")
+    proj = 0 if way == "units" else 3  # (a projection never runs split by units)
+    lstm = lstmkit.LSTM(5, 6, num_layers=2, proj_size=proj, backend="compiled")
     short = 40 if ahead else 4
     shapes = ((short, 2), (10 * short, 2), (short, 20), (10 * short, 20))
 

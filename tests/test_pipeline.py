@@ -42,6 +42,7 @@ def pipelined(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(layer, "pipelined", lambda *args: True)
     monkeypatch.setattr(engine, "_ahead_wins", lambda *args: True)
+    monkeypatch.setattr(engine, "_units_win", lambda *args: False)  # (tests/test_units.py)
     monkeypatch.setattr(engine, "_pipeline", counted)
     return runs
 
@@ -91,6 +92,7 @@ def _run(script: str, env: dict[str, str] | None = None) -> subprocess.Completed
         from lstmkit.backends.numba import engine, layer
         layer.pipelined = lambda *args: True
         engine._ahead_wins = lambda *args: True
+        engine._units_win = lambda *args: False
         torch.manual_seed(0)
         lstm = lstmkit.LSTM(6, 8, num_layers=2, backend="compiled")
         ref = lstmkit.LSTM(6, 8, num_layers=2, backend="reference", dtype=torch.float64)

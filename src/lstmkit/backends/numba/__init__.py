@@ -7,12 +7,13 @@ Files:
 * :mod:`.loops`: the two time loops, each one compiled call with the products inside.
 * :mod:`.layer`: a whole layer-direction without autograd, the input projection inside
   (or on a second thread, a block of steps ahead of the loop).
+* :mod:`.units`: a layer without autograd split by hidden units across threads.
 * :mod:`.sync`: a progress counter shared by two threads (LLVM IR atomics).
 * :mod:`.rows`: the cell for one batch row, forward and backward, and layer-norm rows.
 * :mod:`.numerics`: activation codes, tanh and sigmoid, activations, slopes and clips.
 * :mod:`.blas`: the matrix products the loops call, with weights prepared once.
 * :mod:`.routes`: the time loops' product routes, each timed in its loop.
-* :mod:`.panels`: our register-blocked float32 block kernel (LLVM IR for the host CPU).
+* :mod:`.panels`: our register-blocked float32 block and row kernels (LLVM IR for the host CPU).
 * :mod:`.dots`: register-blocked dot-product blocks over torch's weight layout (LLVM IR).
 * :mod:`.step`: one step of one layer in one call, for ``LSTM.step`` without autograd.
 

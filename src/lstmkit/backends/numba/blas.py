@@ -139,7 +139,8 @@ llvm.add_symbol("lstmkit_dgemm_loops", _dgemm_loops.address)
 _block_engine, _block_address = panels.compile_block()  # the engine must stay alive
 llvm.add_symbol(panels.SYMBOL, _block_address)
 _dots_engines = dots.compile_blocks()
-for _name, _, _address in _dots_engines:
+_row_engines = panels.compile_rows()
+for _name, _, _address in (*_dots_engines, *_row_engines):
     llvm.add_symbol(_name, _address)
 
 #: The symbols the compiled loops call (see the module docstring).
@@ -151,6 +152,8 @@ _block_signature = types.void(_fp, _i64, _fp, _i64, _fp, _i64, _i64)
 sblock = types.ExternalFunction(panels.SYMBOL, _block_signature)
 sdots4x4 = types.ExternalFunction("lstmkit_sdots4x4", _block_signature)
 sdots1x16 = types.ExternalFunction("lstmkit_sdots1x16", _block_signature)
+srow8 = types.ExternalFunction("lstmkit_srow8", _block_signature)
+srow1 = types.ExternalFunction("lstmkit_srow1", _block_signature)
 
 
 def available() -> tuple[int, ...]:

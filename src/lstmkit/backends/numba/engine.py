@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ...functional import LayerWeights
 
 try:
-    from . import blas, layer, loops, numerics, routes, team
+    from . import blas, layer, loops, numerics, routes, team, units
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     AVAILABLE = False
 else:
@@ -260,12 +260,21 @@ class NumbaEngine:
         shape), torch makes it first; or, where :func:`.layer.pipelined` allows it (a
         second thread, T >= 32, a projection no larger than the loop's products) and
         :func:`_ahead_wins` times it faster, the projection runs on the second thread a
-        block of steps ahead of the loop."""
+        block of steps ahead of the loop. Where one thread would run every row and the
+        options allow it (:func:`.units.supports`), the layer may instead be split by
+        hidden units across torch's threads (:func:`_by_units`), when
+        :func:`_units_win` times that faster at this length."""
         T, B, I = x.shape
         G, P = w.weight_hh.shape
+        threads = torch.get_num_threads()
         alone = len(row_ranges(B)) == 1
-        ahead = layer.pipelined(T, alone, I, P, torch.get_num_threads())
+        ahead = layer.pipelined(T, alone, I, P, threads)
         ahead = ahead and _ahead_wins(T, B, I, G, P)
+        if (
+            alone and threads >= 2 and units.supports(cfg.layer_norm, w.weight_hr is not None)
+            and _units_win(T, B, I, G, ahead)
+        ):  # fmt: skip
+            return _by_units(x, w, h0, c0, walk, cfg, ten, threads)
         return self._infer_layer(x, w, h0, c0, walk, cfg, ten, alone, ahead)
 
     def _infer_layer(
@@ -438,7 +447,11 @@ def _ahead_wins(T: int, B: int, I: int, G: int, P: int) -> bool:
     return found
 
 
-def _measure_ahead(T: int, B: int, I: int, G: int, P: int) -> bool:
+def _random_layer(
+    T: int, B: int, I: int, G: int, P: int
+) -> tuple[Tensor, LayerWeights, Tensor, Tensor, Walk]:
+    """A random layer (biased; projected when ``P < H``) and its input and states, for
+    a measurement (:func:`_random`)."""
     from ...functional import LayerWeights  # (functional imports the backends)
 
     g = torch.Generator().manual_seed(0)
@@ -448,7 +461,11 @@ def _measure_ahead(T: int, B: int, I: int, G: int, P: int) -> bool:
         _random(g, P, H) if P < H else None,
     )  # fmt: skip
     x, h0, c0 = _random(g, T, B, I), _random(g, B, P), _random(g, B, H)
-    walk = Walk(w.weight_hh, w.weight_hr, None, False)
+    return x, w, h0, c0, Walk(w.weight_hh, w.weight_hr, None, False)
+
+
+def _measure_ahead(T: int, B: int, I: int, G: int, P: int) -> bool:
+    x, w, h0, c0, walk = _random_layer(T, B, I, G, P)
     run = functools.partial(_ENGINE._infer_layer, x, w, h0, c0, walk, PLAIN, NO_TENSORS, True)
     return blas.fastest(lambda: run(True)) < blas.fastest(lambda: run(False))
 
@@ -479,6 +496,85 @@ def _pipeline(inputs: tuple, loop_args: tuple, weights: tuple, reverse: bool) ->
         layer.forward_behind(xg, *loop_args, w_hh, w_hr, way, per, progress)
 
     team.run_all([project, loop])
+
+
+def _by_units(
+    x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
+    ten: Mapping[str, Tensor], threads: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """:meth:`NumbaEngine.infer_layer` split by hidden units across a team of
+    ``threads`` (:func:`.units.forward_units`). A thread that fails marks every step done
+    before raising, so that the others' waits end (their results are then discarded
+    with the error)."""
+    T, B, _ = x.shape
+    out = _scratch(T, B, w.weight_hh.shape[0], h0, c0, walk, cfg)
+    dt = x.dtype
+    biased = w.bias_ih is not None and w.bias_hh is not None
+    b_ih, b_hh = (_np(b if biased else None, dt, 1) for b in (w.bias_ih, w.bias_hh))
+    peep, clips, kinds = option_arrays(cfg, ten, dt)
+    keep_h, keep_c, _ = _zoneout(cfg, ten, out.c_new, dt)
+    progress = np.zeros((threads, units.COUNTER_STRIDE), np.int64)
+    args = (
+        _np(x.contiguous(), dt, 3), _np(w.weight_ih.contiguous(), dt),
+        _np(w.weight_hh.contiguous(), dt), b_ih, b_hh, _valid(walk.valid), walk.reverse,
+        out.cs, out.hs, peep, clips, kinds, _np(ten.get("recurrent_mask"), dt), keep_h,
+        keep_c, progress,
+    )  # fmt: skip
+
+    def part(k: int, parts: int) -> None:
+        try:
+            units.forward_units(*args, k, parts)
+        except BaseException:
+            progress[k, 0] = T  # every step "done": no other thread waits forever
+            raise
+
+    team.run_shared(part, threads)
+    return _results(out, walk)
+
+
+#: The two lengths :func:`_units_win` times both ways at, to fit each a fixed cost and
+#: a cost per step.
+UNITS_MEASURED_STEPS = (32, 256)
+
+#: Per (B, I, 4H, pipelined, torch's threads): the layer's fixed time and time per step
+#: split by units, then as :meth:`NumbaEngine._infer_layer` runs it (seconds).
+_units_measured: dict[tuple[int, int, int, bool, int], tuple[float, float, float, float]] = {}
+
+
+def _units_win(T: int, B: int, I: int, G: int, ahead: bool) -> bool:
+    """Whether the layer split by hidden units (:func:`_by_units`) beats the layer on
+    one thread (pipelined when ``ahead``) at ``T`` steps. Its gain per step (a thread's
+    share of ``W_hh`` in its core's cache, half the cell) and its fixed costs (starting
+    the threads, gathering each one's weights) differ by CPU and shape: both ways are
+    timed once per shape at the two lengths of :data:`UNITS_MEASURED_STEPS` (plain
+    cell, random data), a line fitted through each, and compared at ``T`` (on Zen 4, at
+    B = 1, I = H = 64: 0.36 against 0.32 ms at 128 steps, 1.14 against 1.37 at 1000)."""
+    key = (B, I, G, ahead, torch.get_num_threads())
+    found = _units_measured.get(key)
+    if found is None:
+        found = _units_measured[key] = _measure_units(B, I, G, ahead)
+    fixed_u, step_u, fixed_o, step_o = found
+    return fixed_u + T * step_u < fixed_o + T * step_o
+
+
+def _measure_units(B: int, I: int, G: int, ahead: bool) -> tuple[float, float, float, float]:
+    threads, (short, long) = torch.get_num_threads(), UNITS_MEASURED_STEPS
+    lines = []
+    x, w, h0, c0, walk = _random_layer(long, B, I, G, G // 4)
+    for split in (True, False):
+        times = []
+        for T in (short, long):
+            xs = x[:T]
+            if split:
+                run = functools.partial(_by_units, xs, w, h0, c0, walk, PLAIN, NO_TENSORS, threads)
+            else:
+                run = functools.partial(
+                    _ENGINE._infer_layer, xs, w, h0, c0, walk, PLAIN, NO_TENSORS, True, ahead
+                )  # fmt: skip
+            times.append(blas.fastest(run))
+        per_step = max(0.0, (times[1] - times[0]) / (long - short))
+        lines += [times[0] - short * per_step, per_step]
+    return (lines[0], lines[1], lines[2], lines[3])
 
 
 def _per_call(fn: Callable[[int, bool], tuple]) -> Callable[[int, bool], tuple]:

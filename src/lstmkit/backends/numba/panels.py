@@ -51,10 +51,19 @@ def block_function(symbol: str, lanes: int) -> tuple[ir.Function, ir.Function]:
     return ir.Function(mod, signature, name=symbol), fmuladd
 
 
-def _module() -> ir.Module:
+#: Single-row kernels ``C[0, :V n] = A[0, :] W[:, :V n]`` (``n`` vectors of ``V``
+#: lanes, ``W`` read at its row stride ``ldw``): (symbol, n). A batch-1 product has no
+#: second row to share a weight load with; these keep one row's whole strip of columns
+#: in registers instead (:func:`.units.row_product`).
+ROW_KERNELS = (("lstmkit_srow8", 8), ("lstmkit_srow1", 1))
+
+
+def _module(symbol: str = SYMBOL, rows: int = ROWS, vectors: int = COLUMNS // LANES) -> ir.Module:
+    """The kernel ``symbol``: a ``rows x (vectors * V)`` block (the docstring's, by
+    default), its accumulators in registers for the whole ``K`` loop."""
     f32, i64 = ir.FloatType(), ir.IntType(64)
     vec = ir.VectorType(f32, LANES)
-    fn, fmuladd = block_function(SYMBOL, LANES)
+    fn, fmuladd = block_function(symbol, LANES)
     mod = fn.module
     a, lda, w, ldw, c, ldc, k_total = fn.args
     entry, loop, done = (fn.append_basic_block(n) for n in ("entry", "loop", "done"))
@@ -65,8 +74,7 @@ def _module() -> ir.Module:
     b.position_at_end(loop)
     k = b.phi(i64, "k")
     k.add_incoming(ir.Constant(i64, 0), entry)
-    vectors = COLUMNS // LANES
-    acc = [[b.phi(vec) for _ in range(vectors)] for _ in range(ROWS)]
+    acc = [[b.phi(vec) for _ in range(vectors)] for _ in range(rows)]
     for row in acc:
         for x in row:
             x.add_incoming(zero, entry)
@@ -74,19 +82,19 @@ def _module() -> ir.Module:
     w_vec = [b.load(b.bitcast(b.gep(w_row, [ir.Constant(i64, LANES * j)]), vec.as_pointer()),
                     align=4) for j in range(vectors)]  # fmt: skip
     new = []
-    for r in range(ROWS):
+    for r in range(rows):
         a_rk = b.load(b.gep(a, [b.add(b.mul(ir.Constant(i64, r), lda), k)]))
         one = b.insert_element(ir.Constant(vec, ir.Undefined), a_rk, ir.Constant(ir.IntType(32), 0))
         a_vec = b.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat)
         new.append([b.call(fmuladd, [a_vec, w_vec[j], acc[r][j]]) for j in range(vectors)])
     k_next = b.add(k, ir.Constant(i64, 1))
     k.add_incoming(k_next, loop)
-    for r in range(ROWS):
+    for r in range(rows):
         for j in range(vectors):
             acc[r][j].add_incoming(new[r][j], loop)
     b.cbranch(b.icmp_signed("<", k_next, k_total), loop, done)
     b.position_at_end(done)
-    for r in range(ROWS):
+    for r in range(rows):
         c_row = b.gep(c, [b.mul(ir.Constant(i64, r), ldc)])
         for j in range(vectors):
             out = b.bitcast(b.gep(c_row, [ir.Constant(i64, LANES * j)]), vec.as_pointer())
@@ -99,6 +107,12 @@ def compile_block() -> tuple[llvm.ExecutionEngine, int]:
     """The block kernel compiled for this CPU: its execution engine (keep it alive) and
     the function's address."""
     return compile_module(_module(), SYMBOL)
+
+
+def compile_rows() -> list[tuple[str, llvm.ExecutionEngine, int]]:
+    """The single-row kernels of :data:`ROW_KERNELS` compiled for this CPU: (symbol,
+    execution engine (keep it alive), address) each."""
+    return [(name, *compile_module(_module(name, 1, n), name)) for name, n in ROW_KERNELS]
 
 
 def compile_module(module: ir.Module, symbol: str) -> tuple[llvm.ExecutionEngine, int]:

@@ -1,4 +1,5 @@
-"""Run a call's row ranges at once on torch's own OpenMP threads.
+"""Run a call's row ranges (or its parts, :func:`run_shared`) at once on torch's own
+OpenMP threads.
 
 The compiled loops split a call's rows across threads, each running the whole time loop
 on its range (:func:`.engine.row_ranges`). The threads that run them are torch's own
@@ -20,6 +21,7 @@ instead (the same results: ranges are independent).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import threading
@@ -98,6 +100,38 @@ def run_all(calls: Sequence[Callable[[], None]]) -> None:
             errors, _work[:] = list(_errors), []
     if errors:
         raise errors[0]
+
+
+def run_shared(call: Callable[[int, int], None], threads: int) -> None:
+    """Run ``call(part, parts)`` once on each thread of a team of ``threads`` at most,
+    all at once: ``parts`` is the size of the team the call really got (an enclosing
+    parallel region or a thread limit can make it smaller), so work that threads share
+    step by step (:mod:`.units`) is divided among threads that run. Re-raises the first
+    error any raised."""
+    if _LIB is None or os.getpid() != _PID:
+        _run_on_pool([functools.partial(call, k, threads) for k in range(threads)])
+        return
+    with _lock:
+        _work[:], _errors[:] = [call], []
+        try:
+            _LIB.GOMP_parallel(_SHARED_CALLBACK, None, threads, 0)
+        finally:
+            errors, _work[:] = list(_errors), []
+    if errors:
+        raise errors[0]
+
+
+def _shared_body(_: object) -> None:
+    """What each team thread runs for :func:`run_shared`: its part, MKL single-threaded."""
+    try:
+        me, size = _LIB.omp_get_thread_num(), _LIB.omp_get_num_threads()
+        with blas.products_alone(True):
+            _work[0](me, size)
+    except BaseException as error:  # re-raised by run_shared, in the caller
+        _errors.append(error)
+
+
+_SHARED_CALLBACK = _BODY(_shared_body)
 
 
 def _run_on_pool(calls: Sequence[Callable[[], None]]) -> None:

@@ -513,23 +513,43 @@ def _by_units(
     b_ih, b_hh = (_np(b if biased else None, dt, 1) for b in (w.bias_ih, w.bias_hh))
     peep, clips, kinds = option_arrays(cfg, ten, dt)
     keep_h, keep_c, _ = _zoneout(cfg, ten, out.c_new, dt)
-    progress = np.zeros((threads, units.COUNTER_STRIDE), np.int64)
     args = (
         _np(x.contiguous(), dt, 3), _np(w.weight_ih.contiguous(), dt),
         _np(w.weight_hh.contiguous(), dt), b_ih, b_hh, _valid(walk.valid), walk.reverse,
         out.cs, out.hs, peep, clips, kinds, _np(ten.get("recurrent_mask"), dt), keep_h,
-        keep_c, progress,
+        keep_c,
     )  # fmt: skip
+    _shared(units.forward_units, args, T, threads)
+    return _results(out, walk)
+
+
+def _shared(kernel: Callable[..., None], args: tuple, T: int, threads: int) -> None:
+    """``kernel(*args, progress, part, parts)`` on each thread of a team of ``threads``
+    (:func:`.team.run_shared`), ``progress`` their fresh step counters. A part that
+    fails marks all ``T`` steps done before raising, so that no other waits forever
+    (their results are then discarded with the error)."""
+    progress = np.zeros((threads, units.COUNTER_STRIDE), np.int64)
 
     def part(k: int, parts: int) -> None:
         try:
-            units.forward_units(*args, k, parts)
+            kernel(*args, progress, k, parts)
         except BaseException:
-            progress[k, 0] = T  # every step "done": no other thread waits forever
+            progress[k, 0] = T
             raise
 
     team.run_shared(part, threads)
-    return _results(out, walk)
+
+
+def _fitted(run: Callable[[int, bool], None]) -> tuple[float, float, float, float]:
+    """``run(T, split)`` timed at both lengths of :data:`UNITS_MEASURED_STEPS`, split
+    and not: each way's fixed time and time per step, by a line through the two."""
+    short, long = UNITS_MEASURED_STEPS
+    lines: list[float] = []
+    for split in (True, False):
+        times = [blas.fastest(functools.partial(run, T, split)) for T in (short, long)]
+        per_step = max(0.0, (times[1] - times[0]) / (long - short))
+        lines += [times[0] - short * per_step, per_step]
+    return (lines[0], lines[1], lines[2], lines[3])
 
 
 #: The two lengths :func:`_units_win` times both ways at, to fit each a fixed cost and
@@ -558,23 +578,16 @@ def _units_win(T: int, B: int, I: int, G: int, ahead: bool) -> bool:
 
 
 def _measure_units(B: int, I: int, G: int, ahead: bool) -> tuple[float, float, float, float]:
-    threads, (short, long) = torch.get_num_threads(), UNITS_MEASURED_STEPS
-    lines = []
-    x, w, h0, c0, walk = _random_layer(long, B, I, G, G // 4)
-    for split in (True, False):
-        times = []
-        for T in (short, long):
-            xs = x[:T]
-            if split:
-                run = functools.partial(_by_units, xs, w, h0, c0, walk, PLAIN, NO_TENSORS, threads)
-            else:
-                run = functools.partial(
-                    _ENGINE._infer_layer, xs, w, h0, c0, walk, PLAIN, NO_TENSORS, True, ahead
-                )  # fmt: skip
-            times.append(blas.fastest(run))
-        per_step = max(0.0, (times[1] - times[0]) / (long - short))
-        lines += [times[0] - short * per_step, per_step]
-    return (lines[0], lines[1], lines[2], lines[3])
+    threads = torch.get_num_threads()
+    x, w, h0, c0, walk = _random_layer(UNITS_MEASURED_STEPS[1], B, I, G, G // 4)
+
+    def run(T: int, split: bool) -> None:
+        if split:
+            _by_units(x[:T], w, h0, c0, walk, PLAIN, NO_TENSORS, threads)
+        else:
+            _ENGINE._infer_layer(x[:T], w, h0, c0, walk, PLAIN, NO_TENSORS, True, ahead)
+
+    return _fitted(run)
 
 
 def _per_call(fn: Callable[[int, bool], tuple]) -> Callable[[int, bool], tuple]:

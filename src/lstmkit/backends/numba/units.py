@@ -122,35 +122,47 @@ def forward_units(
     ``progress`` (parts, :data:`COUNTER_STRIDE`) int64 zeros, the steps each thread has
     finished."""
     T, B, I = x.shape
-    G, P = w_hh.shape
+    G = w_hh.shape[0]
     H = G // 4
     u0, u1 = unit_range(H, part, parts)
     Hk = u1 - u0
     Gk = 4 * Hk
     dt = x.dtype
-    wi, wh = np.empty((Gk, I), dt), np.empty((Gk, P), dt)
+    wi = np.empty((Gk, I), dt)
     _gather(w_ih, H, u0, u1, wi)
-    _gather(w_hh, H, u0, u1, wh)
-    by_row = B < ROW_BY_ROW  # then W_hh,k^T (P, Gk) zero-padded to whole vectors
-    wide = -(-Gk // LANES) * LANES
-    wt = np.zeros((P, wide) if by_row else (0, 0), dt)
-    if by_row:
-        for j in range(Gk):
-            for k in range(P):
-                wt[k, j] = wh[j, k]
+    wh, wt, peep_k = _recurrent(w_hh, peep, u0, u1, B)
     bias = np.empty(Gk if b_ih.shape[0] > 0 else 0, dt)
     if bias.shape[0] > 0:
         for g in range(4):
             for j in range(Hk):
                 bias[g * Hk + j] = b_ih[g * H + u0 + j] + b_hh[g * H + u0 + j]
-    peep_k = np.empty((3 if peep.shape[0] > 0 else 0, Hk), dt)
-    for r in range(peep_k.shape[0]):
-        peep_k[r] = peep[r, u0:u1]
     xg = np.empty((T, B, Gk), dt)
     _project(x, wi, bias, xg)
 
     steps(xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
-           progress, part, parts, u0)  # fmt: skip
+          progress, part, parts, u0)  # fmt: skip
+
+
+@njit(inline="always")
+def _recurrent(w_hh, peep, u0, u1, B):
+    """The forward's share of ``W_hh`` for units ``u0:u1``: their rows ``wh (Gk, P)``,
+    and for fewer than :data:`ROW_BY_ROW` rows their transpose zero-padded to whole
+    vectors ``wt (P, wide)`` (else empty); the peepholes cut to the units."""
+    G, P = w_hh.shape
+    H, Hk = G // 4, u1 - u0
+    Gk, dt = 4 * Hk, w_hh.dtype
+    wh = np.empty((Gk, P), dt)
+    _gather(w_hh, H, u0, u1, wh)
+    by_row = B < ROW_BY_ROW
+    wt = np.zeros((P, -(-Gk // LANES) * LANES) if by_row else (0, 0), dt)
+    if by_row:
+        for j in range(Gk):
+            for k in range(P):
+                wt[k, j] = wh[j, k]
+    peep_k = np.empty((3 if peep.shape[0] > 0 else 0, Hk), dt)
+    for r in range(peep_k.shape[0]):
+        peep_k[r] = peep[r, u0:u1]
+    return wh, wt, peep_k
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -158,10 +170,10 @@ def steps(
     xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
     progress, part, parts, u0,
 ):  # fmt: skip
-    """The time loop of :func:`forward_units` over its units ``u0 : u0 + Hk`` from their
-    projection ``xg (T, B, 4 Hk)``, ``wh`` (their rows of ``W_hh``) or ``wt`` (its
-    transpose, zero-padded to whole vectors: the row-by-row route, else empty); the
-    other arguments as :func:`forward_units` takes them, ``peep_k`` cut to the units."""
+    """The forward time loop over units ``u0 : u0 + Hk`` from their pre-activations
+    ``xg (T, B, 4 Hk)``, ``wh`` (their rows of ``W_hh``) or ``wt`` (its transpose,
+    zero-padded to whole vectors: the row-by-row route, else empty); the other
+    arguments as :func:`forward_units` takes them, ``peep_k`` cut to the units."""
     T, B, Gk = xg.shape
     P, Hk, dt = hs.shape[2], Gk // 4, xg.dtype
     by_row = wt.shape[0] > 0
@@ -215,3 +227,4 @@ def steps(
             for j in range(Hk):
                 c_prev[b, j] = c[b, j]
         sync.publish(progress[part].ctypes, step + 1)
+

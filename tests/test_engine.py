@@ -157,7 +157,7 @@ def test_route_is_named() -> None:
     if forced == "loops":
         assert compiled.route() == "panels"
     else:
-        measured = "mkl-packed|panels|loops|dots (measured per shape)"
+        measured = "mkl-packed|panels|loops|dots|rows (measured per shape)"
         assert compiled.route() in ("mkl-packed", "panels", measured)
 
 

@@ -22,6 +22,10 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
   :func:`.loops.dot_product`): register-blocked blocks of dot products (:mod:`.dots`)
   over the weight in torch's own layout (``W^T`` rows are ``weight`` rows), so a forward
   product needs no preparation at all; float32, every platform.
+* ``ROWS`` (``lstmkit_srow8``, ``lstmkit_srow1``, driven by :func:`.loops.row_product`):
+  row by row, a strip of up to 128 columns of ``W (K, N)`` in registers over the whole
+  ``K`` (:mod:`.panels`' single-row kernels): for the one or few rows of a streaming
+  step, where no second row shares a weight load; float32, every platform.
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first
@@ -128,7 +132,7 @@ def _choose() -> tuple[str, ctypes.CDLL | None]:
 
 
 _ASKED, _LIB = _choose()
-MKL, LOOPS, PANELS, DOTS = 0, 1, 2, 3  # route codes, as the loops take them
+MKL, LOOPS, PANELS, DOTS, ROWS = 0, 1, 2, 3, 4  # route codes, as the loops take them
 _mkl_address = (
     ctypes.cast(_LIB.cblas_sgemm_compute, ctypes.c_void_p).value
     if _LIB is not None else _sgemm_loops.address  # never chosen without MKL
@@ -158,18 +162,21 @@ srow1 = types.ExternalFunction("lstmkit_srow1", _block_signature)
 
 def available() -> tuple[int, ...]:
     """The float32 route codes this process can run (``MKL`` only with torch's MKL)."""
-    return (LOOPS, PANELS, DOTS) if _LIB is None else (MKL, LOOPS, PANELS, DOTS)
+    ours = (LOOPS, PANELS, DOTS, ROWS)
+    return ours if _LIB is None else (MKL, *ours)
 
 
 def route(dtype: torch.dtype = torch.float32) -> str:
     """What the compiled loops' products run on for ``dtype``: ``"loops"`` (float64),
     ``"panels"`` (float32 forced or without MKL), ``"mkl-packed"`` (forced), or
-    ``"mkl-packed|panels|loops|dots (measured per shape)"``."""
+    ``"mkl-packed|panels|loops|dots|rows (measured per shape)"``."""
     if dtype != torch.float32:
         return "loops"
     if _ASKED == "loops":
         return "panels"
-    return "mkl-packed" if _ASKED == "mkl" else "mkl-packed|panels|loops|dots (measured per shape)"
+    if _ASKED == "mkl":
+        return "mkl-packed"
+    return "mkl-packed|panels|loops|dots|rows (measured per shape)"
 
 
 def forced() -> bool:
@@ -203,7 +210,7 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
         cut = np.empty((count, w.shape[1] if transpose else w.shape[0], panels.COLUMNS), w.dtype)
         panels.pack(w, transpose, cut)
         return cut.reshape(-1, panels.COLUMNS)
-    if way == LOOPS:
+    if way in (LOOPS, ROWS):
         return np.ascontiguousarray(w.T if transpose else w)
     n, k = (w.shape[0], w.shape[1]) if transpose else (w.shape[1], w.shape[0])
     size = _LIB.cblas_sgemm_pack_get_size(B_MATRIX, rows, n, k)
@@ -216,7 +223,7 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
 
 
 #: The float32 routes :func:`choose` measures (without MKL, all but MKL).
-CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS) if way in available())
+CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS, ROWS) if way in available())
 
 #: The most rows :func:`choose` times a product at: a longer product (a whole input
 #: projection) is timed at this many rows and its time scaled by its rows, in proportion.

@@ -29,6 +29,7 @@ from numba.extending import overload
 
 from . import blas
 from .numerics import FASTMATH
+from .panels import LANES, ROW_KERNELS
 from .rows import backward_row, forward_row
 
 
@@ -55,6 +56,8 @@ def _gemm(a, w, c, n, way):
             panel_product(a, w, c, n)
         elif way == 3:  # blas.DOTS
             dot_product(a, w, c, n)
+        elif way == 4:  # blas.ROWS
+            row_product(a, w, c, n)
         else:
             blas.sgemm_loops(*args, a.shape[0], n, a.shape[1], a.ctypes, a.shape[1], w.ctypes,
                              n, 0.0, c.ctypes, c.shape[1])  # fmt: skip
@@ -112,6 +115,29 @@ def dot_product(a, wt, c, n):
     step = chunk_rows(wt)
     for j0 in range(0, n, step):
         dot_columns(a, wt, c, j0, min(n, j0 + step))
+
+
+@njit(nogil=True, fastmath=FASTMATH)
+def row_product(a, w, c, n):
+    """``c[:, :n] = a @ w[:, :n]`` for ``w (K, N >= n)`` row-major, row by row: strips
+    of 128, then 16 columns on the single-row kernels (:data:`.panels.ROW_KERNELS`: the
+    strip in registers over the whole ``K``), the last ``n % V`` columns as plain sums
+    (``V`` lanes, :data:`.panels.LANES`)."""
+    B, K = a.shape
+    N = w.shape[1]
+    wide = ROW_KERNELS[0][1] * LANES
+    full = n - n % LANES
+    strips = full - full % wide
+    for b in range(B):
+        for j in range(0, strips, wide):
+            blas.srow8(a[b].ctypes, K, w[0, j:].ctypes, N, c[b, j:].ctypes, N, K)
+        for j in range(strips, full, LANES):
+            blas.srow1(a[b].ctypes, K, w[0, j:].ctypes, N, c[b, j:].ctypes, N, K)
+        for j in range(full, n):
+            acc = c.dtype.type(0.0)
+            for k in range(K):
+                acc += a[b, k] * w[k, j]
+            c[b, j] = acc
 
 
 @njit(inline="always")

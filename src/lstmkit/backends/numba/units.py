@@ -30,11 +30,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import blas, sync
+from . import sync
 from .layer import ROWS_BLOCK_BYTES
-from .loops import dot_product
+from .loops import dot_product, row_product
 from .numerics import FASTMATH
-from .panels import LANES, ROW_KERNELS
+from .panels import LANES
 from .rows import forward_row
 
 #: Units go to threads in whole blocks of this many (a 64-byte cache line of float32).
@@ -43,13 +43,10 @@ UNIT_BLOCK = 16
 #: int64 slots between two threads' progress counters (a cache line each: no sharing).
 COUNTER_STRIDE = 16
 
-
 #: Rows below which the recurrent product runs row by row on the single-row kernels
-#: (:func:`row_product`) rather than on 4 x 4 dot-product blocks (:func:`.loops.dot_product`).
+#: (:func:`.loops.row_product`) rather than on 4 x 4 dot-product blocks
+#: (:func:`.loops.dot_product`).
 ROW_BY_ROW = 4
-
-#: Columns of the widest single-row kernel.
-_WIDE = ROW_KERNELS[0][1] * LANES
 
 
 def supports(layer_norm: bool, projected: bool) -> bool:
@@ -65,23 +62,6 @@ def unit_range(H, part, parts):
     u0 = min(H, blocks * part // parts * UNIT_BLOCK)
     u1 = min(H, blocks * (part + 1) // parts * UNIT_BLOCK)
     return u0, u1
-
-
-@njit(inline="always")
-def row_product(a, wt, c):
-    """``c (B, N) = a (B, K) @ wt (K, N)``, ``N`` a multiple of the vector width
-    (:data:`.panels.LANES`), each row on the single-row kernels of
-    :data:`.panels.ROW_KERNELS`: a strip of columns in registers over the whole ``K``."""
-    B, K = a.shape
-    N = wt.shape[1]
-    for b in range(B):
-        j = 0
-        while j + _WIDE <= N:
-            blas.srow8(a[b].ctypes, K, wt[0, j:].ctypes, N, c[b, j:].ctypes, N, K)
-            j += _WIDE
-        while j < N:
-            blas.srow1(a[b].ctypes, K, wt[0, j:].ctypes, N, c[b, j:].ctypes, N, K)
-            j += LANES
 
 
 @njit(inline="always")
@@ -204,7 +184,7 @@ def steps(
                     h_in[b, j] = hs[prev, b, j] * rmask[b, j]
         h_prev = h_in if dropped else hs[prev]
         if by_row:
-            row_product(h_prev, wt, hw)
+            row_product(h_prev, wt, hw, hw.shape[1])
         else:
             dot_product(h_prev, wh, hw, Gk)
         for b in range(B):

@@ -46,13 +46,17 @@ class OptionAttributes:
     def _renew(self) -> None:
         options = self.__dict__["_options"]
         self.__dict__["_call_options"] = {name: options[name] for name in CALL_OPTIONS}
-        call_settings(self._call_options)  # checked once here, cached for the calls
+        # checked once here and kept: every change of an option comes through here
+        self.__dict__["_settings"] = call_settings(self._call_options)
 
     @property
     def settings(self) -> tuple[tuple[str, object], ...]:
         """The checked values of the options a call takes (:data:`.options.CALL_OPTIONS`),
         as :func:`lstmkit.option_calls.call_settings` gives them (hashable)."""
-        return call_settings(self._call_options)
+        found = self.__dict__.get("_settings")
+        if found is None:  # a module pickled before they were kept
+            found = self.__dict__["_settings"] = call_settings(self._call_options)
+        return found
 
     def options_used(self) -> list[str]:
         """The names of the keyword-only cell options set away from their defaults."""

@@ -31,10 +31,11 @@ def test_route_is_a_candidate_measured_once(loop: str, rows: int, H: int, P: int
         return
     ((key, times),) = routes._measured.items()
     assert key == (loop, min(rows, blas.MEASURED_ROWS), H, P, 1)
-    assert len(times) == len(blas.CANDIDATES)
+    ways = blas.candidates(min(rows, blas.MEASURED_ROWS))
+    assert len(times) == len(ways) and (blas.ROWS in ways) == (rows < blas.ROW_BY_ROW)
     assert all(prep >= 0 and step > 0 for prep, step in times)
     routes._measured[key] = [(0.0, 1.0)] * len(times)  # kept: the next call reads these
-    routes._measured[key][blas.CANDIDATES.index(blas.DOTS)] = (0.0, 0.5)
+    routes._measured[key][ways.index(blas.DOTS)] = (0.0, 0.5)
     assert route(rows, *shape, True, 50) == blas.DOTS
 
 

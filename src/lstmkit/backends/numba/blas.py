@@ -225,12 +225,23 @@ def prepared(weight: Tensor, transpose: bool, rows: int, way: int) -> np.ndarray
 #: The float32 routes :func:`choose` measures (without MKL, all but MKL).
 CANDIDATES = tuple(way for way in (MKL, PANELS, LOOPS, DOTS, ROWS) if way in available())
 
+#: Rows below which a product may run row by row (``ROWS``): the others share each weight
+#: load among four rows (the dot-product and panel blocks' height).
+ROW_BY_ROW = 4
+
+
+def candidates(rows: int) -> tuple[int, ...]:
+    """The routes measured for products of ``rows`` rows: :data:`CANDIDATES`, less
+    ``ROWS`` from :data:`ROW_BY_ROW` rows on (it would only lose, and cost the time of
+    measuring it)."""
+    return CANDIDATES if rows < ROW_BY_ROW else tuple(w for w in CANDIDATES if w != ROWS)
+
 #: The most rows :func:`choose` times a product at: a longer product (a whole input
 #: projection) is timed at this many rows and its time scaled by its rows, in proportion.
 MEASURED_ROWS = 256
 
 #: Per (rows, K, N, threads the product may use, transpose): each route's measured
-#: seconds to prepare the weight once and to run one product, in :data:`CANDIDATES` order.
+#: seconds to prepare the weight once and to run one product, in :func:`candidates` order.
 _measured: dict[tuple[int, int, int, int, bool], list[tuple[float, float]]] = {}
 
 
@@ -256,7 +267,8 @@ def choose(
     if times is None:
         times = _measured[key] = _measure(sample, k, n, alone, transpose)
     scale = steps * rows / sample
-    totals = {way: prep + scale * product for way, (prep, product) in zip(CANDIDATES, times)}
+    ways = candidates(sample)
+    totals = {way: prep + scale * product for way, (prep, product) in zip(ways, times)}
     return min((way for way in totals if among is None or way in among), key=totals.__getitem__)
 
 
@@ -297,7 +309,7 @@ def _measure(rows: int, k: int, n: int, alone: bool, transpose: bool) -> list[tu
     reps = int(min(50, max(2, 2e6 // max(1, rows * k * n))))
     measured = []
     with products_alone(alone):
-        for way in CANDIDATES:
+        for way in candidates(rows):
             prepared_w = prepared(w, transpose, rows, way)
             product = fastest(functools.partial(products, a, prepared_w, c, way, reps)) / reps
             prep = fastest(functools.partial(prepared, w, transpose, rows, way), warm_up=False)

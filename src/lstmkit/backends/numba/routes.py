@@ -30,7 +30,7 @@ from . import blas
 SAMPLE_STEPS = 8
 
 #: Per (loop, rows, H, P, threads the products may use): each route's seconds to prepare
-#: the weights once and to run one step of the loop, in :data:`.blas.CANDIDATES` order.
+#: the weights once and to run one step of the loop, in :func:`.blas.candidates` order.
 _measured: dict[tuple[str, int, int, int, int], list[tuple[float, float]]] = {}
 
 
@@ -61,7 +61,7 @@ def _route(loop: str, rows: int, H: int, P: int, alone: bool, steps: int) -> int
         times = _measured[key] = _measure(loop, sample, H, P, alone)
     scale = steps * rows / sample
     totals = [prep + scale * step for prep, step in times]
-    return blas.CANDIDATES[totals.index(min(totals))]
+    return blas.candidates(sample)[totals.index(min(totals))]
 
 
 def _measure(loop: str, rows: int, H: int, P: int, alone: bool) -> list[tuple[float, float]]:
@@ -81,7 +81,7 @@ def _measure(loop: str, rows: int, H: int, P: int, alone: bool) -> list[tuple[fl
 
     measured = []
     with blas.products_alone(alone):
-        for way in blas.CANDIDATES:
+        for way in blas.candidates(rows):
             weights = prepare(way)
             step = blas.fastest(functools.partial(run, *weights, way)) / SAMPLE_STEPS
             measured.append((blas.fastest(functools.partial(prepare, way), warm_up=False), step))

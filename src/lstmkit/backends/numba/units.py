@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import sync
+from . import blas, sync
 from .layer import ROWS_BLOCK_BYTES
 from .loops import dot_product, row_product
 from .numerics import FASTMATH
@@ -46,7 +46,7 @@ COUNTER_STRIDE = 16
 #: Rows below which the recurrent product runs row by row on the single-row kernels
 #: (:func:`.loops.row_product`) rather than on 4 x 4 dot-product blocks
 #: (:func:`.loops.dot_product`).
-ROW_BY_ROW = 4
+ROW_BY_ROW = blas.ROW_BY_ROW
 
 
 def supports(layer_norm: bool, projected: bool) -> bool:

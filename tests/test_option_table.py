@@ -153,6 +153,26 @@ def test_a_module_pickled_with_options_as_plain_attributes_loads() -> None:
     assert repr(loaded) == repr(lstm) and "zoneout" not in loaded.__dict__
 
 
+def test_what_a_call_reads_is_rebuilt_on_unpickling_and_follows_every_change() -> None:
+    """The call settings a module keeps are never read back from a pickle (another
+    version may build them differently) and follow each option set afterwards."""
+    import pickle
+
+    from lstmkit.option_calls import call_settings
+
+    lstm = lstmkit.LSTM(3, 4, gate_clip=1.0, dtype=D64)
+    lstm.__dict__["_settings"] = (("gate_clip", 9.0),)  # as another version could have
+    loaded = pickle.loads(pickle.dumps(lstm))
+    assert loaded.settings == call_settings(loaded._call_options)
+    assert dict(loaded.settings)["gate_clip"] == 1.0
+    loaded.gate_clip = 0.5
+    assert dict(loaded.settings)["gate_clip"] == 0.5
+    ref = lstmkit.LSTM(3, 4, gate_clip=0.5, dtype=D64, backend="reference")
+    ref.load_state_dict(loaded.state_dict())
+    x = torch.randn(5, 2, 3, dtype=D64) * 4  # large enough for the clip to act
+    torch.testing.assert_close(loaded(x)[0], ref(x)[0])
+
+
 def test_functional_refuses_part_of_an_options_weights() -> None:
     H = 2
     w = functional.LayerWeights(torch.randn(4 * H, 3), torch.randn(4 * H, H),

@@ -197,6 +197,35 @@ def test_a_failing_thread_raises_instead_of_hanging() -> None:
     assert run.returncode == 0 and "raised: part failed" in run.stdout, run.stderr[-3000:]
 
 
+def test_without_openmp_each_call_has_threads_of_its_own() -> None:
+    """Without torch's OpenMP team (another platform, a forked child), each call's parts
+    run on threads of their own: two callers at once, each with more parts than there
+    are cores, neither waits behind the other's queued parts."""
+    run = _run(
+        """
+        import threading
+        from lstmkit.backends.numba import team
+        team._LIB = None
+        torch.set_num_threads(4)
+        xs = [torch.randn(20, 1, 6) for _ in range(2)]
+        got = [None, None]
+        def call(k):
+            with torch.no_grad():
+                got[k] = lstm(xs[k])[0]
+        callers = [threading.Thread(target=call, args=(k,)) for k in range(2)]
+        for c in callers:
+            c.start()
+        for c in callers:
+            c.join()
+        for k in range(2):
+            want = ref(xs[k].double())[0]
+            torch.testing.assert_close(got[k].double(), want, rtol=1e-4, atol=2e-5)
+        print("ok")
+        """
+    )
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]
+
+
 def test_the_choice_is_timed_once_per_shape_on_its_own_generator() -> None:
     """Timed at two lengths, the fitted lines compared at each call's length."""
     from lstmkit.backends.numba import engine

@@ -42,6 +42,8 @@ class OptionAttributes:
             old = {o.name: self.__dict__.pop(o.name) for o in OPTIONS if o.name in self.__dict__}
             self.__dict__.pop("_zoneout", None)
             self._init_options(self.__dict__.get("bias", True), old)
+        else:  # what a call reads, rebuilt by this version (never a pickled copy)
+            self._renew()
 
     def _renew(self) -> None:
         options = self.__dict__["_options"]
@@ -53,10 +55,7 @@ class OptionAttributes:
     def settings(self) -> tuple[tuple[str, object], ...]:
         """The checked values of the options a call takes (:data:`.options.CALL_OPTIONS`),
         as :func:`lstmkit.option_calls.call_settings` gives them (hashable)."""
-        found = self.__dict__.get("_settings")
-        if found is None:  # a module pickled before they were kept
-            found = self.__dict__["_settings"] = call_settings(self._call_options)
-        return found
+        return self.__dict__["_settings"]
 
     def options_used(self) -> list[str]:
         """The names of the keyword-only cell options set away from their defaults."""

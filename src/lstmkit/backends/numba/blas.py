@@ -23,9 +23,10 @@ where ``W`` is a weight *prepared* for its route (:func:`prepared`, once per cal
   over the weight in torch's own layout (``W^T`` rows are ``weight`` rows), so a forward
   product needs no preparation at all; float32, every platform.
 * ``ROWS`` (``lstmkit_srow8``, ``lstmkit_srow1``, driven by :func:`.loops.row_product`):
-  row by row, a strip of up to 128 columns of ``W (K, N)`` in registers over the whole
-  ``K`` (:mod:`.panels`' single-row kernels): for the one or few rows of a streaming
-  step, where no second row shares a weight load; float32, every platform.
+  row by row, a strip of up to 128 columns of ``W (K, N)`` (64 without AVX-512) in
+  registers over the whole ``K`` (:mod:`.panels`' single-row kernels): for the one or
+  few rows of a streaming step, where no second row shares a weight load; float32,
+  every platform.
 
 The loops link the symbols by name, so numba's on-disk cache stays valid in every
 process. Which route a float32 product of a given shape takes is **measured** the first

@@ -503,9 +503,8 @@ def _by_units(
     ten: Mapping[str, Tensor], threads: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """:meth:`NumbaEngine.infer_layer` split by hidden units across a team of
-    ``threads`` (:func:`.units.forward_units`). A thread that fails marks every step done
-    before raising, so that the others' waits end (their results are then discarded
-    with the error)."""
+    ``threads`` (:func:`.units.forward_units`, run by :func:`_shared`: a thread that
+    fails releases the others' waits before the error is raised)."""
     T, B, _ = x.shape
     out = _scratch(T, B, w.weight_hh.shape[0], h0, c0, walk, cfg)
     dt = x.dtype
@@ -525,19 +524,18 @@ def _by_units(
 
 def _shared(kernel: Callable[..., None], args: tuple, T: int, threads: int) -> None:
     """``kernel(*args, progress, part, parts)`` on each thread of a team of ``threads``
-    (:func:`.team.run_shared`), ``progress`` their fresh step counters. A part that
-    fails marks all ``T`` steps done before raising, so that no other waits forever
-    (their results are then discarded with the error)."""
+    (:func:`.team.run_shared`), ``progress`` their fresh step counters. When a part
+    fails, every counter is set to all ``T`` steps done before the error is raised, so
+    that no part waits forever (their results are then discarded with the error)."""
     progress = np.zeros((threads, units.COUNTER_STRIDE), np.int64)
 
     def part(k: int, parts: int) -> None:
-        try:
-            kernel(*args, progress, k, parts)
-        except BaseException:
-            progress[k, 0] = T
-            raise
+        kernel(*args, progress, k, parts)
 
-    team.run_shared(part, threads)
+    def abort() -> None:
+        progress[:, 0] = T
+
+    team.run_shared(part, threads, abort)
 
 
 def _fitted(run: Callable[[int, bool], None]) -> tuple[float, float, float, float]:

@@ -120,9 +120,9 @@ def dot_product(a, wt, c, n):
 @njit(nogil=True, fastmath=FASTMATH)
 def row_product(a, w, c, n):
     """``c[:, :n] = a @ w[:, :n]`` for ``w (K, N >= n)`` row-major, row by row: strips
-    of 128, then 16 columns on the single-row kernels (:data:`.panels.ROW_KERNELS`: the
-    strip in registers over the whole ``K``), the last ``n % V`` columns as plain sums
-    (``V`` lanes, :data:`.panels.LANES`)."""
+    of ``8 V``, then ``V`` columns on the single-row kernels (:data:`.panels.ROW_KERNELS`:
+    the strip in registers over the whole ``K``; ``V`` = :data:`.panels.LANES`, 16 with
+    AVX-512, else 8), the last ``n % V`` columns as plain sums."""
     B, K = a.shape
     N = w.shape[1]
     wide = ROW_KERNELS[0][1] * LANES

@@ -54,7 +54,7 @@ def block_function(symbol: str, lanes: int) -> tuple[ir.Function, ir.Function]:
 #: Single-row kernels ``C[0, :V n] = A[0, :] W[:, :V n]`` (``n`` vectors of ``V``
 #: lanes, ``W`` read at its row stride ``ldw``): (symbol, n). A batch-1 product has no
 #: second row to share a weight load with; these keep one row's whole strip of columns
-#: in registers instead (:func:`.units.row_product`).
+#: in registers instead (:func:`.loops.row_product`).
 ROW_KERNELS = (("lstmkit_srow8", 8), ("lstmkit_srow1", 1))
 
 

@@ -15,13 +15,13 @@ may be smaller than asked (an enclosing parallel region), so every thread takes 
 ``size``-th range and no range is ever left out. Where torch's OpenMP library cannot be
 found, and in a child forked after the import (GNU OpenMP's team does not survive
 ``fork``: torch's own parallel ops hang there), a pool of Python threads runs the ranges
-instead (the same results: ranges are independent).
+instead (the same results: ranges are independent); the parts of :func:`run_shared`,
+which wait for each other, get threads of their own.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import re
 import threading
@@ -102,17 +102,20 @@ def run_all(calls: Sequence[Callable[[], None]]) -> None:
         raise errors[0]
 
 
-def run_shared(call: Callable[[int, int], None], threads: int) -> None:
+def run_shared(call: Callable[[int, int], None], threads: int, abort: Callable[[], None]) -> None:
     """Run ``call(part, parts)`` once on each thread of a team of ``threads`` at most,
     all at once: ``parts`` is the size of the team the call really got (an enclosing
     parallel region or a thread limit can make it smaller), so work that threads share
-    step by step (:mod:`.units`) is divided among threads that run. Re-raises the first
-    error any raised."""
+    step by step (:mod:`.units`) is divided among threads that run. When any part
+    fails, or a thread cannot be started, ``abort()`` runs first (it must release every
+    wait of the parts, which then end); re-raises the first error. Without torch's
+    OpenMP team each call starts threads of its own: parts queued on a shared pool
+    could wait for each other behind another call's parts."""
     if _LIB is None or os.getpid() != _PID:
-        _run_on_pool([functools.partial(call, k, threads) for k in range(threads)])
+        _run_own_threads(call, threads, abort)
         return
     with _lock:
-        _work[:], _errors[:] = [call], []
+        _work[:], _errors[:] = [(call, abort)], []
         try:
             _LIB.GOMP_parallel(_SHARED_CALLBACK, None, threads, 0)
         finally:
@@ -123,15 +126,48 @@ def run_shared(call: Callable[[int, int], None], threads: int) -> None:
 
 def _shared_body(_: object) -> None:
     """What each team thread runs for :func:`run_shared`: its part, MKL single-threaded."""
+    call, abort = _work[0]
     try:
         me, size = _LIB.omp_get_thread_num(), _LIB.omp_get_num_threads()
         with blas.products_alone(True):
-            _work[0](me, size)
+            call(me, size)
     except BaseException as error:  # re-raised by run_shared, in the caller
+        abort()
         _errors.append(error)
 
 
 _SHARED_CALLBACK = _BODY(_shared_body)
+
+
+def _run_own_threads(call: Callable[[int, int], None], threads: int,
+                     abort: Callable[[], None]) -> None:  # fmt: skip
+    """:func:`run_shared` on ``threads - 1`` new threads and this one."""
+    errors: list[BaseException] = []
+
+    def run(part: int) -> None:
+        try:
+            with blas.products_alone(True):
+                call(part, threads)
+        except BaseException as error:
+            abort()
+            errors.append(error)
+
+    started: list[threading.Thread] = []
+    try:
+        for part in range(1, threads):
+            thread = threading.Thread(target=run, args=(part,), name="lstmkit", daemon=True)
+            thread.start()
+            started.append(thread)
+        run(0)
+        for thread in started:
+            thread.join()
+    except BaseException:
+        abort()
+        for thread in started:
+            thread.join()
+        raise
+    if errors:
+        raise errors[0]
 
 
 def _run_on_pool(calls: Sequence[Callable[[], None]]) -> None:

@@ -163,6 +163,8 @@ def forward_behind(
         v = valid[t0:t1] if valid.shape[0] > 0 else valid
         kh = keep_h[t0:t1] if stepwise else keep_h
         kc = keep_c[t0:t1] if stepwise else keep_c
+        # the first row as an int64, not a literal 0: the loop compiled for the other
+        # callers serves here too (a literal would compile the whole loop a second time)
         forward(xg[t0:t1], v, reverse, acts, cs[t0 : t1 + 1], hs[t0 : t1 + 1], tanh_cs, ms,
                 peep, clips, gmasks, cmasks, rmask, kinds, norm, (kh, kc, c_new), w_hh, w_hr,
-                way, 0, xg.shape[1])  # fmt: skip
+                way, np.int64(0), xg.shape[1])  # fmt: skip

@@ -69,7 +69,10 @@ class Results:
         m = self.machine
         route = f"; CPU engine route: {m['route']}" if "route" in m else ""
         if "threads_route" in m:
-            route += f", row ranges on {m['threads_route']} threads"
+            route += (
+                f", row ranges (small batches without autograd: hidden units, where timed "
+                f"faster) on {m['threads_route']} threads"
+            )
         threads = f"{m['torch_threads']} thread" + ("s" if m["torch_threads"] != 1 else "")
         return (
             f"# {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({threads}){route}; "

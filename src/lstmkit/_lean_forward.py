@@ -100,7 +100,10 @@ def lean_forward(
         x = outs[0] if D == 1 else torch.cat(outs, dim=2)
         if training and lstm.dropout > 0 and layer < lstm.num_layers - 1:
             x = F.dropout(x, lstm.dropout, training=True)
-    h_out, c_out = torch.stack(h_n), torch.stack(c_n)
+    if len(h_n) == 1:  # (fresh tensors: a view of each is theirs alone)
+        h_out, c_out = h_n[0].unsqueeze(0), c_n[0].unsqueeze(0)
+    else:
+        h_out, c_out = torch.stack(h_n), torch.stack(c_n)
     if not batched:
         return x.squeeze(1), (h_out.squeeze(1), c_out.squeeze(1))
     return (x.transpose(0, 1) if lstm.batch_first else x), (h_out, c_out)

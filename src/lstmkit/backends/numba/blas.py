@@ -235,7 +235,10 @@ def candidates(rows: int) -> tuple[int, ...]:
     """The routes measured for products of ``rows`` rows: :data:`CANDIDATES`, less
     ``ROWS`` from :data:`ROW_BY_ROW` rows on (it would only lose, and cost the time of
     measuring it)."""
-    return CANDIDATES if rows < ROW_BY_ROW else tuple(w for w in CANDIDATES if w != ROWS)
+    return CANDIDATES if rows < ROW_BY_ROW else _BLOCK_CANDIDATES
+
+
+_BLOCK_CANDIDATES = tuple(w for w in CANDIDATES if w != ROWS)
 
 #: The most rows :func:`choose` times a product at: a longer product (a whole input
 #: projection) is timed at this many rows and its time scaled by its rows, in proportion.

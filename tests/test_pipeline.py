@@ -6,13 +6,11 @@ choice timed once per shape without drawing from the global generator."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from fresh_process import run_python
 
 import lstmkit
 from lstmkit.backends import compiled
@@ -84,10 +82,8 @@ def test_pipelined_layer_matches_float64_reference(
         )
 
 
-def _run(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``script`` in a fresh interpreter, every layer pipelined; killed after 120 s (a
-    hang fails the test instead of stalling the suite)."""
-    head = textwrap.dedent("""
+#: The start of every script of :func:`_run`: every layer pipelined.
+_HEAD = """
         import torch, lstmkit
         from lstmkit.backends.numba import engine, layer
         layer.pipelined = lambda *args: True
@@ -98,11 +94,12 @@ def _run(script: str, env: dict[str, str] | None = None) -> subprocess.Completed
         ref = lstmkit.LSTM(6, 8, num_layers=2, backend="reference", dtype=torch.float64)
         ref.load_state_dict(lstm.state_dict())
         x = torch.randn(50, 2, 6)
-    """)
-    return subprocess.run(
-        [sys.executable, "-c", head + textwrap.dedent(script)], capture_output=True, text=True,
-        timeout=120, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+"""
+
+
+def _run(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``script`` after :data:`_HEAD` in a fresh interpreter (:func:`fresh_process.run_python`)."""
+    return run_python(_HEAD, script, env)
 
 
 def test_a_team_of_one_thread_runs_the_projection_then_the_loop() -> None:

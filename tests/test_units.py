@@ -7,14 +7,12 @@ cannot take never reach it; the choice timed once per shape."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 import threading
 
 import pytest
 import torch
+from fresh_process import run_python
 
 import lstmkit
 from lstmkit.backends import compiled
@@ -141,10 +139,8 @@ def test_one_thread_and_two_agree_and_two_callers_at_once(by_units: list[int]) -
         torch.testing.assert_close(got, shared, rtol=1e-5, atol=1e-6)
 
 
-def _run(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``script`` in a fresh interpreter, every layer split by units; killed after 120 s
-    (a hang fails the test instead of stalling the suite)."""
-    head = textwrap.dedent("""
+#: The start of every script of :func:`_run`: every layer split by units.
+_HEAD = """
         import torch, lstmkit
         from lstmkit.backends.numba import engine, units
         engine._units_win = lambda *args: True
@@ -153,11 +149,12 @@ def _run(script: str, env: dict[str, str] | None = None) -> subprocess.Completed
         ref = lstmkit.LSTM(6, 40, num_layers=2, backend="reference", dtype=torch.float64)
         ref.load_state_dict(lstm.state_dict())
         x = torch.randn(50, 1, 6)
-    """)
-    return subprocess.run(
-        [sys.executable, "-c", head + textwrap.dedent(script)], capture_output=True, text=True,
-        timeout=120, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+"""
+
+
+def _run(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``script`` after :data:`_HEAD` in a fresh interpreter (:func:`fresh_process.run_python`)."""
+    return run_python(_HEAD, script, env)
 
 
 def test_a_team_of_one_thread_runs_every_unit() -> None:

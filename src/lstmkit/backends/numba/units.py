@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 from . import blas, sync
-from .layer import ROWS_BLOCK_BYTES
+from .layer import project
 from .loops import dot_product, row_product
 from .numerics import FASTMATH
 from .panels import LANES
@@ -44,11 +44,6 @@ UNIT_BLOCK = 16
 
 #: int64 slots between two threads' progress counters (a cache line each: no sharing).
 COUNTER_STRIDE = 16
-
-#: Rows below which the recurrent product runs row by row on the single-row kernels
-#: (:func:`.loops.row_product`) rather than on 4 x 4 dot-product blocks
-#: (:func:`.loops.dot_product`).
-ROW_BY_ROW = blas.ROW_BY_ROW
 
 
 def supports(layer_norm: bool, projected: bool) -> bool:
@@ -68,26 +63,11 @@ def unit_range(H, part, parts):
 
 @njit(inline="always")
 def _gather(w, H, u0, u1, out):
-    """``out`` = the rows ``gH + u0 : gH + u1`` of ``w`` for each gate ``g``, in order."""
+    """``out`` = the rows ``gH + u0 : gH + u1`` of ``w`` (a matrix's rows or a bias's
+    entries) for each gate ``g``, in order."""
     k = u1 - u0
     for g in range(4):
         out[g * k : (g + 1) * k] = w[g * H + u0 : g * H + u1]
-
-
-@njit(inline="always")
-def _project(x, w, bias, xg):
-    """``xg (T, B, Gk) = x (T, B, I) @ w^T + bias`` (``w (Gk, I)`` in torch's layout;
-    ``bias`` empty when off), :data:`.layer.ROWS_BLOCK_BYTES` of input rows at a time."""
-    T, B, I = x.shape
-    n, G = T * B, xg.shape[2]
-    a, c = x.reshape(n, I), xg.reshape(n, G)
-    rows = max(4, ROWS_BLOCK_BYTES // (4 * max(1, I)) // 4 * 4)
-    for r0 in range(0, n, rows):
-        dot_product(a[r0 : min(n, r0 + rows)], w, c[r0 : min(n, r0 + rows)], G)
-    if bias.shape[0] > 0:
-        for r in range(n):
-            for j in range(G):
-                c[r, j] += bias[j]
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -113,13 +93,13 @@ def forward_units(
     wi = np.empty((Gk, I), dt)
     _gather(w_ih, H, u0, u1, wi)
     wh, wt, peep_k = _recurrent(w_hh, peep, u0, u1, B)
-    bias = np.empty(Gk if b_ih.shape[0] > 0 else 0, dt)
-    if bias.shape[0] > 0:
-        for g in range(4):
-            for j in range(Hk):
-                bias[g * Hk + j] = b_ih[g * H + u0 + j] + b_hh[g * H + u0 + j]
-    xg = np.empty((T, B, Gk), dt)
-    _project(x, wi, bias, xg)
+    biased = b_ih.shape[0] > 0
+    bi, bh = np.empty(Gk if biased else 0, dt), np.empty(Gk if biased else 0, dt)
+    if biased:
+        _gather(b_ih, H, u0, u1, bi)
+        _gather(b_hh, H, u0, u1, bh)
+    xg = np.empty((T, B, Gk), dt)  # its units' projection: the layer's, on dots
+    project(x, wi, blas.DOTS, bi, bh, np.empty(0, dt), xg, 0, T, 0, B)
 
     steps(xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
           progress, part, parts, u0)  # fmt: skip
@@ -128,14 +108,15 @@ def forward_units(
 @njit(inline="always")
 def _recurrent(w_hh, peep, u0, u1, B):
     """The forward's share of ``W_hh`` for units ``u0:u1``: their rows ``wh (Gk, P)``,
-    and for fewer than :data:`ROW_BY_ROW` rows their transpose zero-padded to whole
+    and for fewer than :data:`.blas.ROW_BY_ROW` rows (then the product runs row by row,
+    :func:`.loops.row_product`) their transpose zero-padded to whole
     vectors ``wt (P, wide)`` (else empty); the peepholes cut to the units."""
     G, P = w_hh.shape
     H, Hk = G // 4, u1 - u0
     Gk, dt = 4 * Hk, w_hh.dtype
     wh = np.empty((Gk, P), dt)
     _gather(w_hh, H, u0, u1, wh)
-    by_row = B < ROW_BY_ROW
+    by_row = B < blas.ROW_BY_ROW
     wt = np.zeros((P, -(-Gk // LANES) * LANES) if by_row else (0, 0), dt)
     if by_row:
         for j in range(Gk):

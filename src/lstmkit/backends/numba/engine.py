@@ -538,18 +538,6 @@ def _shared(kernel: Callable[..., None], args: tuple, T: int, threads: int) -> N
     team.run_shared(part, threads, abort)
 
 
-def _fitted(run: Callable[[int, bool], None]) -> tuple[float, float, float, float]:
-    """``run(T, split)`` timed at both lengths of :data:`UNITS_MEASURED_STEPS`, split
-    and not: each way's fixed time and time per step, by a line through the two."""
-    short, long = UNITS_MEASURED_STEPS
-    lines: list[float] = []
-    for split in (True, False):
-        times = [blas.fastest(functools.partial(run, T, split)) for T in (short, long)]
-        per_step = max(0.0, (times[1] - times[0]) / (long - short))
-        lines += [times[0] - short * per_step, per_step]
-    return (lines[0], lines[1], lines[2], lines[3])
-
-
 #: The two lengths :func:`_units_win` times both ways at, to fit each a fixed cost and
 #: a cost per step.
 UNITS_MEASURED_STEPS = (32, 256)
@@ -585,7 +573,13 @@ def _measure_units(B: int, I: int, G: int, ahead: bool) -> tuple[float, float, f
         else:
             _ENGINE._infer_layer(x[:T], w, h0, c0, walk, PLAIN, NO_TENSORS, True, ahead)
 
-    return _fitted(run)
+    short, long = UNITS_MEASURED_STEPS
+    lines: list[float] = []  # fixed time, time per step: split, then not
+    for split in (True, False):
+        times = [blas.fastest(functools.partial(run, T, split)) for T in (short, long)]
+        per_step = max(0.0, (times[1] - times[0]) / (long - short))
+        lines += [times[0] - short * per_step, per_step]
+    return (lines[0], lines[1], lines[2], lines[3])
 
 
 def _per_call(fn: Callable[[int, bool], tuple]) -> Callable[[int, bool], tuple]:

@@ -244,6 +244,7 @@ def test_no_python_per_time_step_without_autograd(
     from lstmkit.backends.numba import layer
 
     ahead = way == "pipelined"
+    monkeypatch.setattr(engine, "_layer_plans", {})  # plans of the real choices: none
     monkeypatch.setattr(engine, "_ahead_wins", lambda *args: ahead)
     monkeypatch.setattr(engine, "_units_win", lambda *args: way == "units")
     monkeypatch.setattr(layer, "pipelined", lambda T, alone, *args: ahead and alone and T >= 32)

@@ -194,7 +194,7 @@ def test_every_projection_route_matches_float64_reference(
 ) -> None:
     """Each projection route forced (the choice is otherwise timed), on sizes that span
     several panels and weight chunks, with layer norm and a bias."""
-    from lstmkit.backends.numba import blas
+    from lstmkit.backends.numba import blas, engine
 
     real = blas.choose
     forced = getattr(blas, way)
@@ -202,6 +202,7 @@ def test_every_projection_route_matches_float64_reference(
     def choose(*args: object, among: tuple[int, ...] | None = None, **kwargs: object) -> int:
         return forced if among is not None else real(*args, among=among, **kwargs)
 
+    monkeypatch.setattr(engine, "_layer_plans", {})  # plans of the real choices: none
     monkeypatch.setattr(blas, "choose", choose)
     monkeypatch.setattr(blas, "project_in_loop", lambda rows, k, n: in_loop)
     torch.manual_seed(1)
@@ -222,7 +223,7 @@ def test_every_projection_route_matches_float64_reference(
 def test_measuring_a_new_shape_draws_nothing_from_the_global_generator() -> None:
     """The first call of a shape times the routes on random data of its own: seeded
     training calls (dropout masks) repeat, and the caller's next draw is unchanged."""
-    from lstmkit.backends.numba import blas, routes
+    from lstmkit.backends.numba import blas, engine, routes
 
     lstm = lstmkit.LSTM(6, 7, num_layers=2, dropout=0.5).train()
     x = torch.randn(9, 3, 6)
@@ -230,6 +231,7 @@ def test_measuring_a_new_shape_draws_nothing_from_the_global_generator() -> None
     blas._measured.clear()  # the first call measures, the second finds the times kept
     blas._projection_measured.clear()
     routes._measured.clear()
+    engine._layer_plans.clear()
     for _ in range(2):
         torch.manual_seed(3)
         with torch.no_grad():
@@ -279,3 +281,43 @@ def test_projection_blocks_agree_with_numpy(
     torch.testing.assert_close(got, torch.from_numpy(want), rtol=1e-4, atol=1e-4)
     xg[t0:t1, first:last] = np.nan
     assert np.isnan(xg).all()  # other rows and steps untouched
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_a_small_shapes_choices_are_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first call of a small shape (one thread runs every row) makes its choices,
+    each timed; the next calls of that shape make none of them again and give the same
+    numbers, from a given state and from zeros; a new thread count is a new plan."""
+    from lstmkit.backends.numba import blas, engine, routes
+
+    monkeypatch.setattr(engine, "_layer_plans", {})
+    torch.manual_seed(3)
+    lstm = lstmkit.LSTM(6, 7, num_layers=2).eval()
+    batch = 3
+    x = torch.randn(5, batch, 6)
+    hx = (torch.randn(2, batch, 7), torch.randn(2, batch, 7))
+    with torch.no_grad():
+        first = [lstm(x, hx), lstm(x)]
+    made = len(engine._layer_plans)
+    assert made == 2  # the two layers' input widths differ
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a choice was made again")
+
+    for module, name in ((blas, "choose"), (blas, "project_in_loop"), (routes, "forward_route"),
+                         (engine, "_units_win"), (engine, "_ahead_wins")):  # fmt: skip
+        monkeypatch.setattr(module, name, refuse)
+    with torch.no_grad():
+        again = [lstm(x, hx), lstm(x)]
+    for (out, (h, c)), (out2, (h2, c2)) in zip(first, again):
+        for a, b in ((out, out2), (h, h2), (c, c2)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    want = _oracle(lstm, dict(num_layers=2), x, hx, None)
+    for a, b in zip((first[0][0], *first[0][1]), want):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=5e-5)
+    zeros = (torch.zeros(2, batch, 7),) * 2
+    for a, b in zip((first[1][0], *first[1][1]), _oracle(lstm, dict(num_layers=2), x, zeros, None)):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=5e-5)
+    torch.set_num_threads(1)
+    with torch.no_grad(), pytest.raises(AssertionError, match="a choice was made again"):
+        lstm(x)

@@ -187,3 +187,43 @@ def test_forward_mode_ad_through_a_sequence_is_exact_or_refused(backend: str) ->
             return
         got = fwAD.unpack_dual(lstm(dual)[0]).tangent
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [1, 6], ids=["one-row", "six-rows"])
+def test_float32_products_on_every_block(batch: int, lean_calls: list[int]) -> None:
+    """float32 steps run their products on the dot-product blocks (4 x 4 while four rows
+    remain, then 1 x 16 a row, plain sums for the last columns): 6 rows of 37 inputs and
+    20 hidden units (80 gate columns) with a projection and every option, one of the
+    weights stored transposed (not contiguous), against the general path in float64."""
+    torch.manual_seed(2)
+    options = dict(peephole=True, layer_norm=True, proj_size=7, num_layers=2, zoneout=0.2)
+    lstm = lstmkit.LSTM(37, 20, **options).eval()
+    _perturb_(lstm)
+    with torch.no_grad():  # the same values, stored column-major
+        lstm.weight_hh_l1.data = lstm.weight_hh_l1.detach().t().contiguous().t()
+    assert not lstm.weight_hh_l1.is_contiguous()
+    want_lstm = lstmkit.LSTM(37, 20, dtype=D64, **options).eval()
+    want_lstm.load_state_dict(lstm.state_dict())
+    xs = torch.randn(3, batch, 37)
+    hx = (torch.randn(2, batch, 7), torch.randn(2, batch, 20))
+    got = _steps(lstm, xs, hx, None, grad=False, seed=0)
+    assert len(lean_calls) == 3 * 2
+    want = _steps(want_lstm, xs.double(), tuple(s.double() for s in hx), None, True, seed=0)
+    for name, a, b in zip(("outputs", "h_n", "c_n"), got, want):
+        torch.testing.assert_close(
+            a.double(), b, rtol=1e-4, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}"
+        )
+
+
+def test_an_input_that_requires_grad_steps_without_autograd(lean_calls: list[int]) -> None:
+    """Under ``no_grad`` an input that requires grad still takes the lean step (its
+    values, not its graph)."""
+    lstm = lstmkit.LSTM(4, 5, dtype=D64)
+    x_t = torch.randn(2, 4, dtype=D64, requires_grad=True)
+    hx = (torch.randn(1, 2, 5, dtype=D64, requires_grad=True),) * 2
+    with torch.no_grad():
+        y, (h, c) = lstm.step(x_t, hx)
+    assert lean_calls and not y.requires_grad
+    want_y, (want_h, want_c) = lstm.step(x_t, hx)
+    for a, b in zip((y, h, c), (want_y, want_h, want_c)):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-12)

@@ -38,6 +38,7 @@ def pipelined(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         runs.append(1)
         real(*args)
 
+    monkeypatch.setattr(engine, "_layer_plans", {})  # plans of the real choices: none
     monkeypatch.setattr(layer, "pipelined", lambda *args: True)
     monkeypatch.setattr(engine, "_ahead_wins", lambda *args: True)
     monkeypatch.setattr(engine, "_units_win", lambda *args: False)  # (tests/test_units.py)

@@ -42,6 +42,7 @@ def by_units(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         runs.append(1)
         return real(*args)
 
+    monkeypatch.setattr(engine, "_layer_plans", {})  # plans of the real choices: none
     monkeypatch.setattr(engine, "_units_win", lambda *args: True)
     monkeypatch.setattr(engine, "_by_units", counted)
     return runs

@@ -29,14 +29,17 @@ if TYPE_CHECKING:
     from .lstm import LSTM
 
 
-def _state(lstm: LSTM, hx: object, x: Tensor, batched: bool) -> tuple[Tensor, Tensor] | None:
-    """``(h0, c0)`` as ``(L*D, B, *)``: zeros for ``hx=None``, else ``hx`` when it is a
-    pair of plain tensors of ``x``'s dtype and device with exactly the right shapes;
-    None for anything else (the general path checks it and says what is wrong)."""
+def _state(
+    lstm: LSTM, hx: object, x: Tensor, batched: bool
+) -> tuple[Tensor | None, Tensor | None] | None:
+    """``(h0, c0)`` as ``(L*D, B, *)``: ``(None, None)`` for ``hx=None`` (the engine starts
+    from zeros), else ``hx`` when it is a pair of plain tensors of ``x``'s dtype and device
+    with exactly the right shapes; None for anything else (the general path checks it and
+    says what is wrong)."""
+    if hx is None:
+        return None, None
     rows = lstm.num_layers * (2 if lstm.bidirectional else 1)
     B, P, H = x.shape[1], lstm.proj_size or lstm.hidden_size, lstm.hidden_size
-    if hx is None:
-        return x.new_zeros(rows, B, P), x.new_zeros(rows, B, H)
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         return None
     shapes = ((rows, B, P), (rows, B, H)) if batched else ((rows, P), (rows, H))
@@ -91,8 +94,8 @@ def lean_forward(
             drawn = draw(x, T, B, (P, H), rates, training)
             config, tensors = cell_inputs(weights[k], settings, drawn)
             ys, h, c = compiled.infer_layer(
-                x, weights[k], h0[k], c0[k], reverse=direction == 1, config=config,
-                tensors=tensors,
+                x, weights[k], None if h0 is None else h0[k], None if c0 is None else c0[k],
+                reverse=direction == 1, config=config, tensors=tensors,
             )  # fmt: skip
             outs.append(ys)
             h_n.append(h)

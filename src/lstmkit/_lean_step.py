@@ -13,9 +13,12 @@ so a seeded run gives the same numbers on either path.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,6 +64,15 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None)
     return all(plain(s, x_t) and tuple(s.shape) == (*rows, width) for s, width in zip(hx, widths))
 
 
+@functools.cache
+def _kernel() -> tuple[frozenset[str], ModuleType]:
+    """The cell options the step kernel lacks (none today) and its module
+    (:mod:`lstmkit.backends.numba.step`), imported on first use."""
+    from .backends.numba import step
+
+    return CELL_OPTIONS - step.STEP_OPTIONS, step
+
+
 def lean_step(
     lstm: LSTM, x_t: Tensor, hx: tuple[Tensor, Tensor] | None,
     masks: Sequence[Tensor] | None,
@@ -69,43 +81,44 @@ def lean_step(
     each) in one compiled call per layer, or None when it cannot run here."""
     if not _usable(lstm, x_t, hx, masks):
         return None
-    from .backends.numba.step import STEP_OPTIONS, run_step_layer  # compiled on first use
-
-    missing = CELL_OPTIONS - STEP_OPTIONS  # (none today: then nothing to look up per call)
+    missing, kernel = _kernel()
     if missing and missing.intersection(lstm.options_used()):
         return None  # an option the step kernel does not implement
     weights = lstm.layer_weights()
     if not all(plain(t, x_t) for w in weights for t in w if t is not None):
         return None
     batched = x_t.dim() == 2
-    x = (x_t if batched else x_t[None]).contiguous()  # (B, I)
-    L, B = lstm.num_layers, x.shape[0]
+    x_ = (x_t if batched else x_t[None]).detach().contiguous().numpy()  # (B, I)
+    L, B, dt = lstm.num_layers, x_.shape[0], x_.dtype
     P, H = lstm.proj_size or lstm.hidden_size, lstm.hidden_size
+    # arrays, wrapped as tensors at the end (an array's making and indexing cost a third
+    # of a tensor's)
     if hx is None:
-        h0, c0 = x.new_zeros(L, B, P), x.new_zeros(L, B, H)
+        h0_, c0_ = np.zeros((L, B, P), dt), np.zeros((L, B, H), dt)
     else:
-        h0, c0 = (s if batched else s[:, None] for s in hx)
-        h0, c0 = h0.contiguous(), c0.contiguous()
-    h_n, c_n, y = x.new_empty(L, B, P), x.new_empty(L, B, H), x.new_empty(B, P)
+        h0_, c0_ = hx[0].detach().contiguous().numpy(), hx[1].detach().contiguous().numpy()
+        if not batched:
+            h0_, c0_ = h0_[:, None], c0_[:, None]
+    h_n_, c_n_, y_ = np.empty((L, B, P), dt), np.empty((L, B, H), dt), np.empty((B, P), dt)
     settings, training = lstm.settings, lstm.training
     zoned = dict(settings)["zoneout"] != (0.0, 0.0)
-    # numpy views, indexed per layer (a tensor's indexing costs ~1 us, an array's ~0.1)
-    h0_, c0_, h_n_, c_n_, x_, y_ = (t.numpy() for t in (h0, c0, h_n, c_n, x, y))
+    x = None  # the layer's input as a tensor, made where dropout or zoneout need it
     for layer, w in enumerate(weights):
         drawn = {}
         if zoned:  # zoneout's masks (its rates in eval), drawn as the general path does
+            x = torch.from_numpy(x_) if x is None else x
             drawn = draw(x, 1, B, (P, H), dict(settings), training, skip=("recurrent_dropout",))
         if masks is not None:
             drawn["recurrent_mask"] = masks[layer].contiguous()
         config, tensors = cell_inputs(w, settings, drawn)
         h_out = y_ if layer == L - 1 else h_n_[layer]  # the output apart from the state
-        run_step_layer(x_, h0_[layer], c0_[layer], w, h_out, c_n_[layer], config, tensors)
+        kernel.run_step_layer(x_, h0_[layer], c0_[layer], w, h_out, c_n_[layer], config, tensors)
         if layer < L - 1:
-            x_ = h_out
+            x_, x = h_out, None
             if training and lstm.dropout > 0:
-                x = F.dropout(h_n[layer], lstm.dropout, training=True)
+                x = F.dropout(torch.from_numpy(h_out), lstm.dropout, training=True)
                 x_ = x.numpy()
     h_n_[L - 1] = y_
     if not batched:
-        return y[0], (h_n[:, 0], c_n[:, 0])
-    return y, (h_n, c_n)
+        y_, h_n_, c_n_ = y_[0], h_n_[:, 0], c_n_[:, 0]
+    return torch.from_numpy(y_), (torch.from_numpy(h_n_), torch.from_numpy(c_n_))

@@ -81,14 +81,14 @@ def _np(t: Tensor | None, dtype: torch.dtype, rank: int = 2) -> np.ndarray:
     at every step (stride-0 time axis, inference) becomes its one step: the loops then
     write every step into it."""
     if t is None:
-        return _absent(dtype, rank)
+        return absent(dtype, rank)
     if t.dim() == 3 and t.stride(0) == 0 and t.shape[0] > 1:
         t = t[:1]
     return t.detach().numpy()
 
 
 @functools.cache
-def _absent(dtype: torch.dtype, rank: int) -> np.ndarray:
+def absent(dtype: torch.dtype, rank: int) -> np.ndarray:
     """The shared empty array of a dtype and rank (it has no element to write)."""
     return np.empty((0,) * rank, _ARRAY_DTYPES[dtype])
 
@@ -98,7 +98,7 @@ def option_arrays(
 ) -> tuple[np.ndarray, ...]:
     """The kernels' option arrays: peepholes ``(3, H)`` (or empty), the two clips, and
     the activation codes."""
-    peep = _absent(dtype, 2)
+    peep = absent(dtype, 2)
     if cfg.peephole:
         names = ("weight_ci", "weight_cf", "weight_co")
         peep = torch.stack([ten[n].detach() for n in names]).numpy()
@@ -139,7 +139,7 @@ def _norm(
     """Layer normalisation for the kernels: the gains and bias, then the buffers of the
     normalised values and 1/std (all empty when off)."""
     if not cfg.layer_norm:
-        return (_absent(dtype, 1),) * 3 + (_absent(dtype, 3),) * 4
+        return (absent(dtype, 1),) * 3 + (absent(dtype, 3),) * 4
     gains = [ten[n].detach().numpy() for n in ("ln_weight_hh", "ln_weight_c", "ln_bias_c")]
     return (*gains, *bufs)
 
@@ -151,7 +151,7 @@ def _zoneout(
     buffer (empty when off). Weights that are the same at every step (eval's rates,
     expanded over time) go as their one step, not copied T times."""
     if not cfg.zoneout:
-        return (_absent(dtype, 3),) * 3
+        return (absent(dtype, 3),) * 3
     h, c = ten["zoneout_h"], ten["zoneout_c"]
     if h.stride(0) == 0 and c.stride(0) == 0:
         h, c = h[:1], c[:1]
@@ -194,25 +194,43 @@ def _run_forward(
 
 
 def _scratch(
-    T: int, B: int, G: int, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig
-) -> Arrays:
+    T: int, B: int, G: int, h0: Tensor | None, c0: Tensor | None, walk: Walk, cfg: CellConfig,
+    dtype: torch.dtype,
+) -> Arrays:  # fmt: skip
     """Fresh arrays for a forward loop with no backward to follow: the state slots
-    (h0, c0 in the first one walked), one step of scratch for the rest."""
-    H, P, dt = G // 4, h0.shape[1], _NUMPY[h0.dtype]
+    (h0, c0 in the first one walked; zeros for None), one step of scratch for the rest."""
+    H, P, dt = G // 4, walk.w_hh.shape[1], _NUMPY[dtype]
     hs, cs = np.empty((T + 1, B, P), dt), np.empty((T + 1, B, H), dt)
     first = T if walk.reverse else 0
-    hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+    if h0 is None or c0 is None:
+        hs[first], cs[first] = 0.0, 0.0
+    else:
+        hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+    acts, tanh_cs = np.empty((1, B, G), dt), np.empty((1, B, H), dt)
+    if walk.w_hr is None and not _SCRATCH_OPTIONS.intersection(cfg.used()):
+        return Arrays(acts, cs, hs, tanh_cs, *_no_scratch(dtype))
 
-    def step(width: int, on: bool = True, kind: torch.dtype = h0.dtype) -> np.ndarray:
-        return np.empty((1, B, width), _ARRAY_DTYPES[kind]) if on else _absent(kind, 3)
+    def step(width: int, on: bool = True, kind: torch.dtype = dtype) -> np.ndarray:
+        return np.empty((1, B, width), _ARRAY_DTYPES[kind]) if on else absent(kind, 3)
 
     norm = cfg.layer_norm
     return Arrays(
-        step(G), cs, hs, step(H), step(H, walk.w_hr is not None),
+        acts, cs, hs, tanh_cs, step(H, walk.w_hr is not None),
         step(G, cfg.gate_clip is not None, torch.bool),
         step(H, cfg.cell_clip is not None, torch.bool),
         (step(G, norm), step(1, norm), step(H, norm), step(1, norm)), step(H, cfg.zoneout),
     )  # fmt: skip
+
+
+#: The options that need scratch arrays of their own in a forward loop (a projection too).
+_SCRATCH_OPTIONS = frozenset({"gate_clip", "cell_clip", "layer_norm", "zoneout"})
+
+
+@functools.cache
+def _no_scratch(dtype: torch.dtype) -> tuple:
+    """:class:`Arrays`' fields after ``tanh_cs`` when no option needs scratch (all empty)."""
+    e3, mask = absent(dtype, 3), absent(torch.bool, 3)
+    return (e3, mask, mask, (e3,) * 4, e3)
 
 
 def _results(out: Arrays, walk: Walk) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -239,19 +257,19 @@ class NumbaEngine:
         _run_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype), fewest)
 
     def infer(
-        self, xg: Tensor, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
-        ten: Mapping[str, Tensor],
+        self, xg: Tensor, h0: Tensor | None, c0: Tensor | None, walk: Walk,
+        cfg: CellConfig, ten: Mapping[str, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
         """``(ys, h_n, c_n, cs)`` of the forward loop with nothing kept for a backward:
         the state slots and one step of scratch as fresh arrays (no torch buffers, no
         autograd), the results as tensors over them."""
-        out = _scratch(*xg.shape, h0, c0, walk, cfg)
+        out = _scratch(*xg.shape, h0, c0, walk, cfg, xg.dtype)
         _run_forward(xg, walk, cfg, ten, out)
         return _results(out, walk)
 
     def infer_layer(
-        self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
-        ten: Mapping[str, Tensor],
+        self, x: Tensor, w: LayerWeights, h0: Tensor | None, c0: Tensor | None, walk: Walk,
+        cfg: CellConfig, ten: Mapping[str, Tensor],
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
         """:meth:`infer` from the layer's input ``x (T, B, I)`` (float32), the input
         projection inside the compiled call (:func:`.layer.layer_forward`) on the loop's
@@ -263,23 +281,24 @@ class NumbaEngine:
         block of steps ahead of the loop. Where one thread would run every row and the
         options allow it (:func:`.units.supports`), the layer may instead be split by
         hidden units across torch's threads (:func:`_by_units`), when
-        :func:`_units_win` times that faster at this length."""
+        :func:`_units_win` times that faster at this length. The choices are made once
+        per shape (:func:`_plan`)."""
         T, B, I = x.shape
         G, P = w.weight_hh.shape
-        threads = torch.get_num_threads()
-        alone = len(row_ranges(B)) == 1
-        ahead = layer.pipelined(T, alone, I, P, threads)
-        ahead = ahead and _ahead_wins(T, B, I, G, P)
-        if (
-            alone and threads >= 2 and units.supports(cfg.layer_norm, w.weight_hr is not None)
-            and _units_win(T, B, I, G, ahead)
-        ):  # fmt: skip
-            return _by_units(x, w, h0, c0, walk, cfg, ten, threads)
-        return self._infer_layer(x, w, h0, c0, walk, cfg, ten, alone, ahead)
+        splits = units.supports(cfg.layer_norm, w.weight_hr is not None)
+        key = (T, B, I, G, P, splits, torch.get_num_threads())
+        plan = _layer_plans.get(key)
+        if plan is None:
+            plan = _layer_plans[key] = _plan(*key)
+        if plan.routes is not None:
+            return _one_thread(x, w, h0, c0, walk, cfg, ten, plan.routes)
+        if plan.by_units:
+            return _by_units(x, w, h0, c0, walk, cfg, ten, key[-1])
+        return self._infer_layer(x, w, h0, c0, walk, cfg, ten, plan.alone, plan.ahead)
 
     def _infer_layer(
-        self, x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
-        ten: Mapping[str, Tensor], alone: bool, ahead: bool,
+        self, x: Tensor, w: LayerWeights, h0: Tensor | None, c0: Tensor | None, walk: Walk,
+        cfg: CellConfig, ten: Mapping[str, Tensor], alone: bool, ahead: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
         """:meth:`infer_layer` with its choices made: ``alone`` (one row range),
         ``ahead`` (the projection pipelined on a second thread)."""
@@ -289,20 +308,18 @@ class NumbaEngine:
             from ...functional import input_projection  # (functional imports the backends)
 
             return self.infer(input_projection(x, w), h0, c0, walk, cfg, ten)
-        out = _scratch(T, B, G, h0, c0, walk, cfg)
+        out = _scratch(T, B, G, h0, c0, walk, cfg, x.dtype)
         xg = np.empty((T, B, G), np.float32)
-        biased = w.bias_ih is not None and w.bias_hh is not None
-        b_ih, b_hh = (_np(b if biased else None, x.dtype, 1) for b in (w.bias_ih, w.bias_hh))
         recurrent = _weights(walk.w_hh, walk.w_hr, True, x.dtype, T)
 
         @_per_call  # row ranges of one size share the weights prepared for them
         def weights(m: int, alone: bool) -> tuple:
-            rows, steps = (T * m, 1) if m == B else (m, T)  # one product, or one per step
-            way = blas.choose(x.dtype, rows, I, G, alone, steps, among=(blas.PANELS, blas.DOTS))
-            way = way if way == blas.PANELS else blas.DOTS  # (DOTS where MKL is forced)
+            way = _projection_route(T, B, I, G, m, alone)
+            rows = T * m if m == B else m
             return (blas.prepared(w.weight_ih, True, rows, way), way, *recurrent(m, alone))
 
-        inputs = (_np(x.contiguous(), x.dtype), b_ih, b_hh, _np(w.ln_weight_ih, x.dtype, 1), xg)
+        inputs = (_np(x.contiguous(), x.dtype), *biases(w, x.dtype),
+                  _np(w.ln_weight_ih, x.dtype, 1), xg)  # fmt: skip
         loop_args = _loop_args(walk, cfg, ten, out, x.dtype)
         if ahead:
             _pipeline(inputs, loop_args, weights(B, True), walk.reverse)
@@ -329,6 +346,76 @@ class NumbaEngine:
             fewest=_training_rows_per_thread(B, walk, dtype),
         )  # fmt: skip
         return dh, dc
+
+
+class LayerPlan(NamedTuple):
+    """How :meth:`NumbaEngine.infer_layer` runs layers of one shape (:func:`_plan`)."""
+
+    routes: tuple[int, int] | None  # one thread, projection inside: W_ih's and W_hh's routes
+    by_units: bool  # split by hidden units across the threads (:func:`_by_units`)
+    alone: bool  # else: one row range (:meth:`NumbaEngine._infer_layer`)
+    ahead: bool  # the projection pipelined on a second thread
+
+
+#: Per (T, B, I, 4H, P, whether the options allow the units split, torch's threads): the
+#: plan of :meth:`NumbaEngine.infer_layer`. Each of its choices is timed once per shape
+#: and remembered where it is made; keeping their outcome here spares a call making them
+#: again: all of them where one thread runs the layer with its projection inside (the
+#: products' routes too: ~15 us of Python a layer-direction on a Zen 4 core, at S1 a
+#: sixth of the call), the way it runs otherwise.
+_layer_plans: dict[tuple[int, int, int, int, int, bool, int], LayerPlan] = {}
+
+
+def _plan(T: int, B: int, I: int, G: int, P: int, splits: bool, threads: int) -> LayerPlan:
+    """:meth:`NumbaEngine.infer_layer`'s choices for a shape (``splits``: the options
+    allow the units split)."""
+    alone = len(row_ranges(B)) == 1
+    ahead = layer.pipelined(T, alone, I, P, threads) and _ahead_wins(T, B, I, G, P)
+    if alone and threads >= 2 and splits and _units_win(T, B, I, G, ahead):
+        return LayerPlan(None, True, alone, ahead)
+    ways = None
+    if alone and not ahead and blas.project_in_loop(T * B, I, G):
+        ways = (_projection_route(T, B, I, G, B, False), routes.forward_route(B, P, G, False, T))
+    return LayerPlan(ways, False, alone, ahead)
+
+
+def _projection_route(T: int, B: int, I: int, G: int, m: int, alone: bool) -> int:
+    """The route of a float32 layer's input projection inside the compiled call, for a
+    range of ``m`` of its ``B`` rows (one product over all steps for all rows, else one
+    per step): panels or dot-product blocks, whichever :func:`.blas.choose` times faster
+    (dot-product blocks where MKL is forced: the projection has no MKL route)."""
+    rows, steps = (T * m, 1) if m == B else (m, T)
+    way = blas.choose(torch.float32, rows, I, G, alone, steps, among=(blas.PANELS, blas.DOTS))
+    return way if way == blas.PANELS else blas.DOTS
+
+
+def _one_thread(
+    x: Tensor, w: LayerWeights, h0: Tensor | None, c0: Tensor | None, walk: Walk,
+    cfg: CellConfig, ten: Mapping[str, Tensor], ways: tuple[int, int],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """A float32 layer-direction on one thread, its projection inside the compiled call
+    (:func:`.layer.layer_forward`), the products on the routes ``ways`` (``W_ih``'s,
+    ``W_hh``'s): the whole call for short or narrow layers, so it makes no choice and
+    builds nothing it does not pass."""
+    T, B, _ = x.shape
+    way_ih, way = ways
+    G, dt = walk.w_hh.shape[0], x.dtype
+    out = _scratch(T, B, G, h0, c0, walk, cfg, x.dtype)
+    hr = absent(dt, 2) if walk.w_hr is None else blas.prepared(walk.w_hr, True, B, way)
+    layer.layer_forward(
+        _np(x.contiguous(), dt), *biases(w, dt), _np(w.ln_weight_ih, dt, 1),
+        np.empty((T, B, G), np.float32), *_loop_args(walk, cfg, ten, out, dt),
+        blas.prepared(w.weight_ih, True, T * B, way_ih), way_ih,
+        blas.prepared(walk.w_hh, True, B, way), hr, way, 0, B,
+    )  # fmt: skip
+    return _results(out, walk)
+
+
+def biases(w: LayerWeights, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``(b_ih, b_hh)`` as arrays, or two empty ones when the layer has none."""
+    if w.bias_ih is None or w.bias_hh is None:
+        return absent(dtype, 1), absent(dtype, 1)
+    return w.bias_ih.detach().numpy(), w.bias_hh.detach().numpy()
 
 
 #: Fewest rows a thread is given by default: below it the per-call hand-off (~30 us)
@@ -417,7 +504,7 @@ def _measure_split(B: int, G: int, P: int) -> bool:
     xg, h0, c0 = _random(g, T, B, G), _random(g, B, P), _random(g, B, H)
 
     def run(fewest: int) -> None:
-        out = _scratch(T, B, G, h0, c0, walk, PLAIN)
+        out = _scratch(T, B, G, h0, c0, walk, PLAIN, xg.dtype)
         _run_forward(xg, walk, PLAIN, NO_TENSORS, out, fewest)
 
     return blas.fastest(lambda: run(1)) < blas.fastest(lambda: run(0))
@@ -499,17 +586,16 @@ def _pipeline(inputs: tuple, loop_args: tuple, weights: tuple, reverse: bool) ->
 
 
 def _by_units(
-    x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, walk: Walk, cfg: CellConfig,
-    ten: Mapping[str, Tensor], threads: int,
+    x: Tensor, w: LayerWeights, h0: Tensor | None, c0: Tensor | None, walk: Walk,
+    cfg: CellConfig, ten: Mapping[str, Tensor], threads: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """:meth:`NumbaEngine.infer_layer` split by hidden units across a team of
     ``threads`` (:func:`.units.forward_units`, run by :func:`_shared`: a thread that
     fails releases the others' waits before the error is raised)."""
     T, B, _ = x.shape
-    out = _scratch(T, B, w.weight_hh.shape[0], h0, c0, walk, cfg)
+    out = _scratch(T, B, w.weight_hh.shape[0], h0, c0, walk, cfg, x.dtype)
     dt = x.dtype
-    biased = w.bias_ih is not None and w.bias_hh is not None
-    b_ih, b_hh = (_np(b if biased else None, dt, 1) for b in (w.bias_ih, w.bias_hh))
+    b_ih, b_hh = biases(w, dt)
     peep, clips, kinds = option_arrays(cfg, ten, dt)
     keep_h, keep_c, _ = _zoneout(cfg, ten, out.c_new, dt)
     args = (
@@ -614,7 +700,7 @@ def _weights(
             way = timed(m, k, n, alone, steps)
         else:
             way = blas.choose(dtype, m, k, n, alone, steps, transpose)
-        hr = _absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
+        hr = absent(dtype, 2) if w_hr is None else blas.prepared(w_hr, transpose, m, way)
         return blas.prepared(w_hh, transpose, m, way), hr, way
 
     return for_rows
@@ -631,13 +717,13 @@ run_recurrence = bptt.recurrence(_ENGINE)
 
 
 def infer_layer(
-    x: Tensor, w: LayerWeights, h0: Tensor, c0: Tensor, *, lengths: Tensor | None = None,
-    reverse: bool = False, cell_states: bool = False, config: CellConfig = PLAIN,
-    tensors: Mapping[str, Tensor] = NO_TENSORS,
+    x: Tensor, w: LayerWeights, h0: Tensor | None, c0: Tensor | None, *,
+    lengths: Tensor | None = None, reverse: bool = False, cell_states: bool = False,
+    config: CellConfig = PLAIN, tensors: Mapping[str, Tensor] = NO_TENSORS,
 ) -> tuple[Tensor, ...]:  # fmt: skip
     """:data:`run_recurrence` from the layer's input ``x (T, B, I)`` and weights ``w``
     instead of ``xg``, for float32 calls without autograd (:meth:`NumbaEngine.infer_layer`;
-    :func:`lstmkit.backends.inference_layer` says when)."""
+    :func:`lstmkit.backends.inference_layer` says when); ``h0``, ``c0`` None for zeros."""
     valid = None if lengths is None else valid_mask(lengths, x.shape[0])
     walk = Walk(w.weight_hh, w.weight_hr, valid, reverse)
     outputs = _ENGINE.infer_layer(x, w, h0, c0, walk, config, tensors)

@@ -9,9 +9,10 @@ Per row ``b`` (``B`` rows, ``I`` inputs, ``H`` hidden, ``G = 4H``, ``P`` width o
     c_b', m = cell(hw, xg, c_b)          every option: peepholes, clips, activations, LN
     h_b' = m W_hr^T (or m);  zoneout: h_b' += k_h (h_b - h_b'), c_b' += k_c (c_b - c_b')
 
-The products are row-by-weight-row dot products: at one step's few rows this is what a
-BLAS call would do, without its dispatch. Agrees with the time loops of :mod:`.loops` to
-float rounding (the same cell and activations).
+The input and recurrent products run for all rows at once, over the weights in torch's
+layout (nothing to prepare): float32 on the register-blocked dot-product blocks of
+:mod:`.dots` (:func:`.loops.dot_product`), float64 as plain dot products. Agrees with
+the time loops of :mod:`.loops` to float rounding (the same cell and activations).
 """
 
 from __future__ import annotations
@@ -20,27 +21,43 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 from torch import Tensor
 
-from .engine import option_arrays
+from .engine import absent, biases, option_arrays
+from .loops import dot_product
 from .numerics import FASTMATH
+from .rows import forward_row, normalize_row
 
 if TYPE_CHECKING:
     from ...functional import LayerWeights
     from ...options import CellConfig
-from .rows import forward_row, normalize_row
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _products(w, v, out):
-    """``out = w @ v`` for ``w (N, K)``, ``v (K,)``: one dot product per row of ``w``."""
-    for j in range(w.shape[0]):
-        acc = out.dtype.type(0.0)
-        row = w[j]
-        for k in range(v.shape[0]):
-            acc += row[k] * v[k]
-        out[j] = acc
+def _products(a, w, out):
+    """``out (B, N) = a (B, K) @ w^T`` for ``w (N, K)`` in torch's layout, all rows
+    C-contiguous."""
+
+
+@overload(_products, inline="always")
+def _products_impl(a, w, out):
+    if a.dtype == types.float32:  # register-blocked dot products (:func:`.loops.dot_product`)
+
+        def blocked(a, w, out):
+            dot_product(a, w, out, w.shape[0])
+
+        return blocked
+
+    def plain(a, w, out):  # float64: one dot product per row of ``w``
+        for b in range(a.shape[0]):
+            for j in range(w.shape[0]):
+                acc = 0.0
+                for k in range(w.shape[1]):
+                    acc += w[j, k] * a[b, k]
+                out[b, j] = acc
+
+    return plain
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -50,43 +67,42 @@ def step_layer(
 ):  # fmt: skip
     """One step of one layer for rows ``x (B, I)`` from ``h (B, P)``, ``c (B, H)`` into
     ``h_out``, ``c_out``. Weights in torch's layout (``w_ih (G, I)``, ``w_hh (G, P)``,
-    ``w_hr (P, H)`` or (0, 0)); biases ``(G,)`` or empty; ``peep`` (3, H) or (0, 0);
-    ``clips`` = (gate_clip, cell_clip), inf when off; ``kinds`` = activation codes;
-    ``norm`` = (g_ih (G,), g_hh (G,), g_c (H,), beta_c (H,)) or four empties; ``rmask``
-    (B, P), ``keep_h`` (B, P), ``keep_c`` (B, H) or (0, 0) each."""
+    ``w_hr (P, H)`` or (0, 0)), all C-contiguous; biases ``(G,)`` or empty; ``peep``
+    (3, H) or (0, 0); ``clips`` = (gate_clip, cell_clip), inf when off; ``kinds`` =
+    activation codes; ``norm`` = (g_ih (G,), g_hh (G,), g_c (H,), beta_c (H,)) or four
+    empties; ``rmask`` (B, P), ``keep_h`` (B, P), ``keep_c`` (B, H) or (0, 0) each."""
     B, G = x.shape[0], w_hh.shape[0]
     H, P = G // 4, w_hh.shape[1]
     dt = x.dtype
     g_ih, g_hh, g_c, b_c = norm
     norm_on = g_hh.shape[0] > 0
-    xg, hw, acts = np.empty(G, dt), np.empty(G, dt), np.empty(G, dt)
-    c_new, tanh_c, m, h_in = np.empty(H, dt), np.empty(H, dt), np.empty(H, dt), np.empty(P, dt)
+    xg, hw, acts = np.empty((B, G), dt), np.empty((B, G), dt), np.empty(G, dt)
+    c_new, tanh_c, m = np.empty(H, dt), np.empty(H, dt), np.empty((B, H), dt)
     gmask = np.empty(G if clips[0] < np.inf else 0, np.bool_)
     cmask = np.empty(H if clips[1] < np.inf else 0, np.bool_)
     rstd = np.empty(1, dt)
     rec_hat, c_hat = np.empty(G if norm_on else 0, dt), np.empty(H if norm_on else 0, dt)
     rec_rstd, c_rstd = np.empty(1, dt), np.empty(1, dt)
     row_norm = (g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd)
+    _products(x, w_ih, xg)
+    if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h
+        _products(h * rmask, w_hh, hw)
+    else:
+        _products(h, w_hh, hw)
     for b in range(B):
-        _products(w_ih, x[b], xg)
+        row = xg[b]
         if norm_on:  # LN(x W_ih^T) g_ih
-            normalize_row(xg, xg, rstd)
+            normalize_row(row, row, rstd)
             for j in range(G):
-                xg[j] *= g_ih[j]
+                row[j] *= g_ih[j]
         if b_ih.shape[0] > 0:
             for j in range(G):
-                xg[j] += b_ih[j] + b_hh[j]
-        if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h
-            for j in range(P):
-                h_in[j] = h[b, j] * rmask[b, j]
-            _products(w_hh, h_in, hw)
-        else:
-            _products(w_hh, h[b], hw)
-        cell_m = m if w_hr.shape[0] > 0 else h_out[b]
-        forward_row(hw, xg, c[b], acts, c_new, tanh_c, cell_m, peep, clips, gmask, cmask, kinds,
-                    row_norm)  # fmt: skip
+                row[j] += b_ih[j] + b_hh[j]
+        cell_m = m[b] if w_hr.shape[0] > 0 else h_out[b]
+        forward_row(hw[b], row, c[b], acts, c_new, tanh_c, cell_m, peep, clips, gmask, cmask,
+                    kinds, row_norm)  # fmt: skip
         if w_hr.shape[0] > 0:
-            _products(w_hr, m, h_out[b])
+            _products(m[b : b + 1], w_hr, h_out[b : b + 1])
         if keep_h.shape[0] > 0:  # zoneout: keep a share of the previous state
             for j in range(P):
                 h_out[b, j] += keep_h[b, j] * (h[b, j] - h_out[b, j])
@@ -111,9 +127,8 @@ def run_step_layer(
     and the options of ``config``/``tensors`` (as a backend receives them, zoneout's keep
     weights ``(1, B, *)``): rows ``x (B, I)`` from ``h``, ``c`` into ``h_out``, ``c_out``
     (arrays, contiguous)."""
-    dt = x.dtype
-    e1, e2 = np.empty(0, dt), np.empty((0, 0), dt)
     dtype = w.weight_hh.dtype
+    e1, e2 = absent(dtype, 1), absent(dtype, 2)
     peep, limits, codes = option_arrays(config, tensors, dtype)
     norm = (e1, e1, e1, e1)
     if config.layer_norm:
@@ -123,10 +138,14 @@ def run_step_layer(
     keep_h = keep_c = e2
     if config.zoneout:
         keep_h, keep_c = (tensors[n][0].contiguous().numpy() for n in ("zoneout_h", "zoneout_c"))
+    b_ih, b_hh = biases(w, dtype)
     step_layer(
-        x, h, c, w.weight_ih.detach().numpy(),
-        w.weight_hh.detach().numpy(), e1 if w.bias_ih is None else w.bias_ih.detach().numpy(),
-        e1 if w.bias_hh is None else w.bias_hh.detach().numpy(),
-        e2 if w.weight_hr is None else w.weight_hr.detach().numpy(), h_out, c_out, peep,
-        limits, codes, norm, rmask, keep_h, keep_c,
+        x, h, c, _rows(w.weight_ih), _rows(w.weight_hh), b_ih, b_hh,
+        e2 if w.weight_hr is None else _rows(w.weight_hr), h_out, c_out, peep, limits, codes,
+        norm, rmask, keep_h, keep_c,
     )  # fmt: skip
+
+
+def _rows(weight: Tensor) -> np.ndarray:
+    """A weight as a C-contiguous array (the products read its rows by pointer)."""
+    return weight.detach().contiguous().numpy()

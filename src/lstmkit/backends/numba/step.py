@@ -50,14 +50,20 @@ def _products_impl(a, w, out):
         return blocked
 
     def plain(a, w, out):  # float64: one dot product per row of ``w``
-        for b in range(a.shape[0]):
-            for j in range(w.shape[0]):
-                acc = 0.0
-                for k in range(w.shape[1]):
-                    acc += w[j, k] * a[b, k]
-                out[b, j] = acc
+        _dots64(a, w, out)
 
     return plain
+
+
+@njit(fastmath=FASTMATH, error_model="numpy")
+def _dots64(a, w, out):
+    """``out = a @ w^T`` as plain dot products (float64)."""
+    for b in range(a.shape[0]):
+        for j in range(w.shape[0]):
+            acc = 0.0
+            for k in range(w.shape[1]):
+                acc += w[j, k] * a[b, k]
+            out[b, j] = acc
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
@@ -86,7 +92,11 @@ def step_layer(
     row_norm = (g_hh, g_c, b_c, rec_hat, rec_rstd, c_hat, c_rstd)
     _products(x, w_ih, xg)
     if rmask.shape[0] > 0:  # recurrent dropout: W_hh sees the masked h
-        _products(h * rmask, w_hh, hw)
+        h_in = np.empty((B, P), dt)
+        for b in range(B):
+            for j in range(P):
+                h_in[b, j] = h[b, j] * rmask[b, j]
+        _products(h_in, w_hh, hw)
     else:
         _products(h, w_hh, hw)
     for b in range(B):
@@ -108,7 +118,8 @@ def step_layer(
                 h_out[b, j] += keep_h[b, j] * (h[b, j] - h_out[b, j])
             for j in range(H):
                 c_new[j] += keep_c[b, j] * (c[b, j] - c_new[j])
-        c_out[b] = c_new
+        for j in range(H):  # (a loop: an array assignment compiles a shape check too)
+            c_out[b, j] = c_new[j]
 
 
 #: The cell options :func:`step_layer` implements (``lstmkit.LSTM.step`` runs the

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._lean_step import plain
+from ._lean_step import plain, plain_weights
 from .backends import _functorch_active, compiled, tracing
 from .functional import cell_inputs
 from .masks import draw
@@ -70,8 +70,8 @@ def lean_forward(
         return None
     if torch.is_autocast_enabled("cpu"):
         return None
-    weights = lstm.layer_weights()
-    if not all(plain(t, input) for w in weights for t in w if t is not None):
+    weights = plain_weights(lstm, input)
+    if weights is None:
         return None
     batched = input.dim() == 3
     x = input if not batched or not lstm.batch_first else input.transpose(0, 1)

@@ -29,6 +29,7 @@ from .masks import draw
 from .options import CELL_OPTIONS
 
 if TYPE_CHECKING:
+    from .functional import LayerWeights
     from .lstm import LSTM
 
 _DTYPES = (torch.float32, torch.float64)
@@ -59,9 +60,24 @@ def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None)
         return True
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         return False
+    h, c = hx
+    if not (plain(h, x_t) and plain(c, x_t)):
+        return False
     rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
-    widths = (lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
-    return all(plain(s, x_t) and tuple(s.shape) == (*rows, width) for s, width in zip(hx, widths))
+    return h.shape == (*rows, lstm.proj_size or lstm.hidden_size) and c.shape == (
+        *rows, lstm.hidden_size
+    )  # fmt: skip
+
+
+def plain_weights(lstm: LSTM, like: Tensor) -> list[LayerWeights] | None:
+    """``lstm.layer_weights()`` when every one is a plain tensor of ``like``'s dtype and
+    device (:func:`plain`), else None."""
+    weights = lstm.layer_weights()
+    for w in weights:
+        for t in w:
+            if t is not None and not plain(t, like):
+                return None
+    return weights
 
 
 @functools.cache
@@ -84,8 +100,8 @@ def lean_step(
     missing, kernel = _kernel()
     if missing and missing.intersection(lstm.options_used()):
         return None  # an option the step kernel does not implement
-    weights = lstm.layer_weights()
-    if not all(plain(t, x_t) for w in weights for t in w if t is not None):
+    weights = plain_weights(lstm, x_t)
+    if weights is None:
         return None
     batched = x_t.dim() == 2
     x_ = (x_t if batched else x_t[None]).detach().contiguous().numpy()  # (B, I)

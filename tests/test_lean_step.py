@@ -192,9 +192,10 @@ def test_forward_mode_ad_through_a_sequence_is_exact_or_refused(backend: str) ->
 @pytest.mark.parametrize("batch", [1, 6], ids=["one-row", "six-rows"])
 def test_float32_products_on_every_block(batch: int, lean_calls: list[int]) -> None:
     """float32 steps run their products on the dot-product blocks (4 x 4 while four rows
-    remain, then 1 x 16 a row, plain sums for the last columns): 6 rows of 37 inputs and
-    20 hidden units (80 gate columns) with a projection and every option, one of the
-    weights stored transposed (not contiguous), against the general path in float64."""
+    remain, then 1 x 16 a row; the projection's 7 columns as plain sums): 1 or 6 rows of
+    37 inputs and 20 hidden units (80 gate columns) with a projection, layer norm,
+    peepholes and zoneout, one of the weights stored transposed (not contiguous),
+    against the general path in float64."""
     torch.manual_seed(2)
     options = dict(peephole=True, layer_norm=True, proj_size=7, num_layers=2, zoneout=0.2)
     lstm = lstmkit.LSTM(37, 20, **options).eval()

@@ -202,10 +202,8 @@ def _scratch(
     H, P, dt = G // 4, walk.w_hh.shape[1], _NUMPY[dtype]
     hs, cs = np.empty((T + 1, B, P), dt), np.empty((T + 1, B, H), dt)
     first = T if walk.reverse else 0
-    if h0 is None or c0 is None:
-        hs[first], cs[first] = 0.0, 0.0
-    else:
-        hs[first], cs[first] = h0.detach().numpy(), c0.detach().numpy()
+    hs[first] = 0.0 if h0 is None else h0.detach().numpy()
+    cs[first] = 0.0 if c0 is None else c0.detach().numpy()
     acts, tanh_cs = np.empty((1, B, G), dt), np.empty((1, B, H), dt)
     if walk.w_hr is None and not _SCRATCH_OPTIONS.intersection(cfg.used()):
         return Arrays(acts, cs, hs, tanh_cs, *_no_scratch(dtype))
@@ -281,14 +279,17 @@ class NumbaEngine:
         block of steps ahead of the loop. Where one thread would run every row and the
         options allow it (:func:`.units.supports`), the layer may instead be split by
         hidden units across torch's threads (:func:`_by_units`), when
-        :func:`_units_win` times that faster at this length. The choices are made once
-        per shape (:func:`_plan`)."""
+        :func:`_units_win` times that faster at this length. Which of these ways runs is
+        decided once per shape (:func:`_plan`), and where one thread runs the layer with
+        its projection inside, so are the products' routes."""
         T, B, I = x.shape
         G, P = w.weight_hh.shape
         splits = units.supports(cfg.layer_norm, w.weight_hr is not None)
         key = (T, B, I, G, P, splits, torch.get_num_threads())
         plan = _layer_plans.get(key)
         if plan is None:
+            if len(_layer_plans) >= MAX_PLANS:  # (lengths and batch sizes that keep changing)
+                _layer_plans.clear()
             plan = _layer_plans[key] = _plan(*key)
         if plan.routes is not None:
             return _one_thread(x, w, h0, c0, walk, cfg, ten, plan.routes)
@@ -364,6 +365,10 @@ class LayerPlan(NamedTuple):
 #: products' routes too: ~15 us of Python a layer-direction on a Zen 4 core, at S1 a
 #: sixth of the call), the way it runs otherwise.
 _layer_plans: dict[tuple[int, int, int, int, int, bool, int], LayerPlan] = {}
+
+#: The most plans kept at once: a process that meets more shapes starts over (each plan
+#: is remade from the times kept where its choices are made, a few microseconds).
+MAX_PLANS = 4096
 
 
 def _plan(T: int, B: int, I: int, G: int, P: int, splits: bool, threads: int) -> LayerPlan:

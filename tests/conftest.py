@@ -9,3 +9,20 @@ from oracle import GENERIC_BACKENDS
 @pytest.fixture(params=GENERIC_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture
+def lean_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many layer steps the compiled step kernel ran (``LSTM.step`` and ``LSTMCell``
+    without autograd, :mod:`lstmkit._lean_step`)."""
+    from lstmkit.backends.numba import step
+
+    calls: list[int] = []
+    real = step.run_step_layer
+
+    def counted(*args: object) -> None:
+        calls.append(1)
+        real(*args)
+
+    monkeypatch.setattr(step, "run_step_layer", counted)
+    return calls

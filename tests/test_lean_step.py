@@ -28,22 +28,6 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def lean_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many layer steps the compiled step kernel ran."""
-    from lstmkit.backends.numba import step
-
-    calls: list[int] = []
-    real = step.run_step_layer
-
-    def counted(*args: object) -> None:
-        calls.append(1)
-        real(*args)
-
-    monkeypatch.setattr(step, "run_step_layer", counted)
-    return calls
-
-
 def _perturb_(lstm: lstmkit.LSTM) -> None:
     g = torch.Generator().manual_seed(11)
     with torch.no_grad():
@@ -189,10 +173,11 @@ def test_forward_mode_ad_through_a_sequence_is_exact_or_refused(backend: str) ->
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("batch", [1, 6], ids=["one-row", "six-rows"])
+@pytest.mark.parametrize("batch", [1, 6, 20], ids=["one-row", "six-rows", "twenty-rows"])
 def test_float32_products_on_every_block(batch: int, lean_calls: list[int]) -> None:
     """float32 steps run their products on the dot-product blocks (4 x 4 while four rows
-    remain, then 1 x 16 a row; the projection's 7 columns as plain sums): 1 or 6 rows of
+    remain, then 1 x 16 a row; the projection's 7 columns as plain sums; 20 rows as two
+    row ranges where torch has two threads): 1, 6 or 20 rows of
     37 inputs and 20 hidden units (80 gate columns) with a projection, layer norm,
     peepholes and zoneout, one of the weights stored transposed (not contiguous),
     against the general path in float64."""

@@ -1,7 +1,8 @@
-"""``LSTM.step`` without autograd in one compiled call per layer (the ``compiled``
-engine's :func:`~lstmkit.backends.numba.step.step_layer`): the step of a streaming
-loop (generation, the lab's step-by-step inference) without the ~20 torch calls and
-the Python around them that the general path spends per layer.
+"""``LSTM.step`` and ``LSTMCell.forward`` without autograd in one compiled call per
+layer (the ``compiled`` engine's :func:`~lstmkit.backends.numba.step.step_layer`): the
+step of a streaming loop (generation, the lab's step-by-step inference, a loop over a
+cell) without the ~20 torch calls and the Python around them that the general path
+spends per layer.
 
 It runs only where it gives exactly what the general path gives (to float rounding):
 no gradient wanted, float32/float64 CPU tensors of the weights' dtype, the ``auto`` or
@@ -31,6 +32,7 @@ from .options import CELL_OPTIONS
 if TYPE_CHECKING:
     from .functional import LayerWeights
     from .lstm import LSTM
+    from .lstm_cell import LSTMCell
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -44,32 +46,31 @@ def plain(t: object, like: Tensor) -> bool:
 _PLAIN = (Tensor, nn.Parameter)
 
 
-def _usable(lstm: LSTM, x_t: Tensor, hx: object, masks: Sequence[Tensor] | None) -> bool:
-    """Whether the lean step gives this call's result (else the general path runs)."""
-    if torch.is_grad_enabled() or lstm.backend not in ("auto", "compiled"):
+def _usable(module: LSTM | LSTMCell, x_t: Tensor, masks: Sequence[Tensor | None] | None) -> bool:
+    """Whether the lean step can give this call's result, its states aside (else the
+    general path runs, and raises what it finds wrong)."""
+    if torch.is_grad_enabled() or module.backend not in ("auto", "compiled"):
         return False
     if not compiled.AVAILABLE or tracing() or _functorch_active():  # (and forward-mode AD)
         return False
     if x_t.device.type != "cpu" or x_t.dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
         return False
-    if type(x_t) is not Tensor or not all(plain(m, x_t) for m in masks or ()):
+    if type(x_t) is not Tensor or not all(plain(m, x_t) for m in masks or () if m is not None):
         return False
-    if x_t.shape[-1] != lstm.input_size or (x_t.dim() == 2 and x_t.shape[0] == 0):
-        return False
+    return x_t.shape[-1] == module.input_size and not (x_t.dim() == 2 and x_t.shape[0] == 0)
+
+
+def _states(hx: object, x_t: Tensor, h_shape: tuple[int, ...], c_shape: tuple[int, ...]) -> bool:
+    """Whether ``hx`` is None or a pair of plain tensors like ``x_t`` of these shapes."""
     if hx is None:
         return True
     if not isinstance(hx, (tuple, list)) or len(hx) != 2:
         return False
     h, c = hx
-    if not (plain(h, x_t) and plain(c, x_t)):
-        return False
-    rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
-    return h.shape == (*rows, lstm.proj_size or lstm.hidden_size) and c.shape == (
-        *rows, lstm.hidden_size
-    )  # fmt: skip
+    return plain(h, x_t) and plain(c, x_t) and h.shape == h_shape and c.shape == c_shape
 
 
-def plain_weights(lstm: LSTM, like: Tensor) -> list[LayerWeights] | None:
+def plain_weights(lstm: LSTM | LSTMCell, like: Tensor) -> list[LayerWeights] | None:
     """``lstm.layer_weights()`` when every one is a plain tensor of ``like``'s dtype and
     device (:func:`plain`), else None."""
     weights = lstm.layer_weights()
@@ -89,20 +90,32 @@ def _kernel() -> tuple[frozenset[str], ModuleType]:
     return CELL_OPTIONS - step.STEP_OPTIONS, step
 
 
+def _served(module: LSTM | LSTMCell, like: Tensor) -> tuple[ModuleType, list[LayerWeights]] | None:
+    """The step kernel's module and the weights, when the kernel implements every option
+    on ``module`` and the weights are plain tensors like ``like``; else None."""
+    missing, kernel = _kernel()
+    if missing and missing.intersection(module.options_used()):
+        return None  # an option the step kernel does not implement
+    weights = plain_weights(module, like)
+    return None if weights is None else (kernel, weights)
+
+
 def lean_step(
     lstm: LSTM, x_t: Tensor, hx: tuple[Tensor, Tensor] | None,
     masks: Sequence[Tensor] | None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:  # fmt: skip
     """``lstm.step(x_t, hx, recurrent_masks=masks)`` (``masks`` as checked: ``(B, P)``
     each) in one compiled call per layer, or None when it cannot run here."""
-    if not _usable(lstm, x_t, hx, masks):
+    rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
+    widths = (lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
+    if not _usable(lstm, x_t, masks) or not _states(
+        hx, x_t, (*rows, widths[0]), (*rows, widths[1])
+    ):  # fmt: skip
         return None
-    missing, kernel = _kernel()
-    if missing and missing.intersection(lstm.options_used()):
-        return None  # an option the step kernel does not implement
-    weights = plain_weights(lstm, x_t)
-    if weights is None:
+    served = _served(lstm, x_t)
+    if served is None:
         return None
+    kernel, weights = served
     batched = x_t.dim() == 2
     x_ = (x_t if batched else x_t[None]).detach().contiguous().numpy()  # (B, I)
     L, B, dt = lstm.num_layers, x_.shape[0], x_.dtype
@@ -138,3 +151,44 @@ def lean_step(
     if not batched:
         y_, h_n_, c_n_ = y_[0], h_n_[:, 0], c_n_[:, 0]
     return torch.from_numpy(y_), (torch.from_numpy(h_n_), torch.from_numpy(c_n_))
+
+
+def lean_cell(
+    cell: LSTMCell, input: Tensor, hx: object, mask: Tensor | None
+) -> tuple[Tensor, Tensor] | None:
+    """``cell(input, hx, recurrent_mask=mask)`` in one compiled call (the step kernel on
+    the cell's one layer), or None when it cannot run here: the conditions of
+    :func:`lean_step`, with ``hx`` a pair ``(B, H)`` (``(H,)`` unbatched) or None. The
+    mask is checked by the cell (its errors), once the input is known to be right."""
+    if not _usable(cell, input, (mask,)) or input.dim() not in (1, 2):
+        return None
+    batched, H = input.dim() == 2, cell.hidden_size
+    shape = (input.shape[0], H) if batched else (H,)
+    if not _states(hx, input, shape, shape):
+        return None
+    served = _served(cell, input)
+    if served is None:
+        return None
+    kernel, weights = served
+    x = input if batched else input[None]
+    mask = cell._check_mask(mask, x.shape[0], batched)
+    x_ = x.detach().contiguous().numpy()  # (B, I)
+    B, dt = x_.shape[0], x_.dtype
+    if hx is None:
+        h_, c_ = np.zeros((B, H), dt), np.zeros((B, H), dt)
+    else:
+        h_, c_ = hx[0].detach().contiguous().numpy(), hx[1].detach().contiguous().numpy()
+        if not batched:
+            h_, c_ = h_[None], c_[None]
+    settings = cell.settings
+    drawn = {}
+    if dict(settings)["zoneout"] != (0.0, 0.0):  # drawn as the general path draws them
+        drawn = draw(x, 1, B, (H, H), dict(settings), cell.training, skip=("recurrent_dropout",))
+    if mask is not None:
+        drawn["recurrent_mask"] = mask.contiguous()
+    config, tensors = cell_inputs(weights[0], settings, drawn)
+    h_out, c_out = np.empty((B, H), dt), np.empty((B, H), dt)
+    kernel.run_step_layer(x_, h_, c_, weights[0], h_out, c_out, config, tensors)
+    if not batched:
+        h_out, c_out = h_out[0], c_out[0]
+    return torch.from_numpy(h_out), torch.from_numpy(c_out)

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from . import init
 from ._checks import check_bool, check_positive_int
+from ._lean_step import lean_cell
 from ._options import OptionAttributes, register_option_parameters
 from .backends import check_backend_name, select
 from .backends.contract import at_step
@@ -32,7 +33,11 @@ class LSTMCell(OptionAttributes, nn.Module):
     ``weight_ih (4H, I)``, ``weight_hh (4H, H)``, ``bias_ih (4H,)``, ``bias_hh (4H,)``
     (``None`` when ``bias=False``), initialised ~ U(-1/sqrt(H), 1/sqrt(H)).
     ``backend`` (keyword-only) as on :class:`lstmkit.LSTM`; ``auto`` runs the cell
-    function directly, the cheapest for a single step.
+    function directly, the cheapest for a single step with autograd. Without autograd
+    (float32/float64 CPU tensors, ``auto`` or ``compiled``, no tracer, transform or
+    autocast) a call is one compiled call of the ``compiled`` engine's step kernel, as
+    :meth:`lstmkit.LSTM.step` is (:mod:`lstmkit._lean_step`): the same numbers to float
+    rounding, and the same random draws.
 
     The keyword-only cell options are :class:`lstmkit.LSTM`'s (``layer_norm`` adds
     ``ln_weight_ih``, ``ln_weight_hh``, ``ln_weight_c``, ``ln_bias_c``). Zoneout draws
@@ -139,6 +144,10 @@ class LSTMCell(OptionAttributes, nn.Module):
         ``h`` before ``W_hh``; see :meth:`recurrent_dropout_mask`. Required in training
         with ``recurrent_dropout > 0``.
         """
+        if not torch.is_grad_enabled():  # one compiled call where it gives the same result
+            lean = lean_cell(self, input, hx, recurrent_mask)
+            if lean is not None:
+                return lean
         (w,) = self.layer_weights()
         x, (h, c), batched = self._normalize(input, hx, w.weight_ih.dtype)
         xg = input_projection(x, w)  # (B, 4H)

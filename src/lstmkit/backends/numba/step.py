@@ -17,6 +17,7 @@ the time loops of :mod:`.loops` to float rounding (the same cell and activations
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,8 @@ from numba import njit, types
 from numba.extending import overload
 from torch import Tensor
 
-from .engine import absent, biases, option_arrays
+from . import team
+from .engine import absent, biases, option_arrays, row_ranges
 from .loops import dot_product
 from .numerics import FASTMATH
 from .rows import forward_row, normalize_row
@@ -137,7 +139,9 @@ def run_step_layer(
     """:func:`step_layer` for the layer with weights ``w`` (CPU tensors of ``x``'s dtype)
     and the options of ``config``/``tensors`` (as a backend receives them, zoneout's keep
     weights ``(1, B, *)``): rows ``x (B, I)`` from ``h``, ``c`` into ``h_out``, ``c_out``
-    (arrays, contiguous)."""
+    (arrays, contiguous). A batch that the engine splits across threads
+    (:func:`.engine.row_ranges`: 8 rows a thread at least) runs a row range on each of
+    torch's threads (:func:`.team.run_all`), as the time loops do."""
     dtype = w.weight_hh.dtype
     e1, e2 = absent(dtype, 1), absent(dtype, 2)
     peep, limits, codes = option_arrays(config, tensors, dtype)
@@ -150,11 +154,22 @@ def run_step_layer(
     if config.zoneout:
         keep_h, keep_c = (tensors[n][0].contiguous().numpy() for n in ("zoneout_h", "zoneout_c"))
     b_ih, b_hh = biases(w, dtype)
-    step_layer(
-        x, h, c, _rows(w.weight_ih), _rows(w.weight_hh), b_ih, b_hh,
-        e2 if w.weight_hr is None else _rows(w.weight_hr), h_out, c_out, peep, limits, codes,
-        norm, rmask, keep_h, keep_c,
-    )  # fmt: skip
+    weights = (_rows(w.weight_ih), _rows(w.weight_hh), b_ih, b_hh,
+               e2 if w.weight_hr is None else _rows(w.weight_hr))  # fmt: skip
+    ranges = row_ranges(x.shape[0])
+    if len(ranges) == 1:
+        step_layer(x, h, c, *weights, h_out, c_out, peep, limits, codes, norm, rmask, keep_h,
+                   keep_c)  # fmt: skip
+        return
+
+    def rows(lo: int, hi: int) -> None:  # rows are independent: a range per thread
+        def cut(a: np.ndarray) -> np.ndarray:
+            return a[lo:hi] if a.shape[0] > 0 else a
+
+        step_layer(x[lo:hi], h[lo:hi], c[lo:hi], *weights, h_out[lo:hi], c_out[lo:hi], peep,
+                   limits, codes, norm, cut(rmask), cut(keep_h), cut(keep_c))  # fmt: skip
+
+    team.run_all([functools.partial(rows, lo, hi) for lo, hi in ranges])
 
 
 def _rows(weight: Tensor) -> np.ndarray:

@@ -45,6 +45,24 @@ def test_bench_table_and_step_shapes(capsys: pytest.CaptureFixture[str]) -> None
     assert "fp32 GEMM rate measured" in header and torch.__version__ in header
 
 
+def test_bench_cell_shapes_time_lstmcell_against_nn_lstmcell() -> None:
+    """A cell shape times each implementation's cell on one step (nn.LSTMCell for
+    ``torch``, lstmkit.LSTMCell for the backends, the LSTM operator on one step for
+    onnxruntime) in a ``cell`` mode only; ``torch.compile`` has no cell workload."""
+    cell = shapes.find("cell-B1")
+    names = ["torch", "lstmkit-auto", "lstmkit-reference", "lstmkit-torch.compile"]
+    results = run(cell, rounds=1, impls=names)
+    assert {(r.impl, r.mode) for r in results.rows} == {
+        ("torch", "cell"), ("lstmkit-auto", "cell"), ("lstmkit-reference", "cell")
+    }  # fmt: skip
+    problem = impls.Problem.make(cell[0])
+    outs = [impls.torch_lstm(problem).forward()]
+    outs += [impls.lstmkit_lstm(b)(problem).forward() for b in ("auto", "reference")]
+    for h, c in outs[1:]:  # the same weights and inputs: the same step
+        torch.testing.assert_close(h, outs[0][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c, outs[0][1], rtol=1e-5, atol=1e-6)
+
+
 def test_bench_rejects_unknown_shapes_and_impls() -> None:
     with pytest.raises(ValueError, match=r"unknown shape.* choose from S1"):
         shapes.find("S1,nope")

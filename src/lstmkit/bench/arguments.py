@@ -31,10 +31,10 @@ def impl_list(text: str) -> list[str]:
 EPILOG = f"""\
 shapes (T, B, I, H, L: steps, batch, input, hidden, layers):
 {shapes.describe()}
-  default: S1-S6 and the step shapes; --quick: S1, S2, S3q; --compile: S2
+  default: S1-S6, the step and the cell shapes; --quick: S1, S2, S3q; --compile: S2
 
 implementations:
-  {catalog.TORCH:<24} nn.LSTM, the yardstick (every ratio is to it)
+  {catalog.TORCH:<24} nn.LSTM (nn.LSTMCell on cell shapes), the yardstick (every ratio is to it)
   {catalog.ONNXRUNTIME:<24} the ONNX LSTM operator (inference; needs onnx and onnxruntime)
   {", ".join(catalog.BACKEND_IMPLS)}
   {"":<24} lstmkit's backends (compiled needs numba)

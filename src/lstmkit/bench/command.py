@@ -29,7 +29,8 @@ def _run(args: argparse.Namespace) -> int:
     elif catalog.COMPILE in names:
         chosen_shapes = shapes.find("S2")
     else:
-        chosen_shapes = shapes.QUICK if args.quick else shapes.SHAPES + shapes.STEP_SHAPES
+        full = shapes.SHAPES + shapes.STEP_SHAPES + shapes.CELL_SHAPES
+        chosen_shapes = shapes.QUICK if args.quick else full
     rounds = args.rounds or (3 if args.quick else 10)
     runnable, skipped = available(names)
     if not runnable:
@@ -40,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    modes = sum(1 if s.name.startswith("step") else 2 for s in chosen_shapes)
+    modes = sum(2 if s.kind == "sequence" else 1 for s in chosen_shapes)
     with _Progress(modes * rounds) as advance:
         results = run_bench(chosen_shapes, rounds, names, on_progress=lambda what, _: advance(what))
     if args.json:  # the table carries these lines itself

@@ -1,7 +1,8 @@
 """The registry of benchmarked implementations, all holding the same weights.
 
 Each entry builds, for a shape, a ``forward`` (inference, no autograd) and a ``train``
-(forward + backward of every parameter) closure; the names are those of :mod:`.catalog`.
+(forward + backward of every parameter) closure, or only the first for a step or cell
+shape (None where it has no such workload); the names are those of :mod:`.catalog`.
 :func:`available` says which of them this machine can run, and why not the others.
 """
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from ..backends import BACKENDS
 from ..lstm import LSTM
+from ..lstm_cell import LSTMCell
 from . import catalog
 from .shapes import Shape
 
@@ -47,9 +49,9 @@ class Problem:
         return cls(shape, lstm.state_dict(), x, hx)
 
 
-def _module_workload(
-    module: nn.Module, problem: Problem, stepping: bool, load: bool = True
-) -> Workload:
+def _module_workload(module: nn.Module, problem: Problem, load: bool = True) -> Workload:
+    """The workload of a module (nn.LSTM's, lstmkit's, compiled) for the problem's kind:
+    forward and training on the sequence, or ``step`` on its first step."""
     if load:
         module.load_state_dict(problem.weights)
     params = list(module.parameters())
@@ -66,52 +68,69 @@ def _module_workload(
         (out.sum() + h.sum() + c.sum()).backward()
         return out
 
-    if stepping:
+    if problem.shape.kind == "step":
         step = getattr(module, "step", None)
         x_t = x[0]
         if step is None:  # nn.LSTM: a length-1 sequence per step
+            return Workload(forward, None)
 
-            @torch.no_grad()
-            def forward() -> object:
-                return module(x, hx)
+        @torch.no_grad()
+        def stepped() -> object:
+            return step(x_t, hx)
 
-        else:
-
-            @torch.no_grad()
-            def forward() -> object:
-                return step(x_t, hx)
-
-        return Workload(forward, None)
+        return Workload(stepped, None)
     return Workload(forward, train)
 
 
-def torch_lstm(problem: Problem, stepping: bool) -> Workload:
-    """PyTorch's own nn.LSTM (the yardstick), built by :func:`lstmkit.interop.to_torch`."""
+def _cell_workload(cell: nn.Module, problem: Problem) -> Workload:
+    """A cell (nn.LSTMCell's or lstmkit's) on the problem's first step, no autograd, with
+    the weights of its layer (``weight_ih_l0`` as ``weight_ih``, ...)."""
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in problem.weights.items()})
+    x_t, state = problem.x[0], (problem.hx[0][0], problem.hx[1][0])
+
+    @torch.no_grad()
+    def forward() -> object:
+        return cell(x_t, state)
+
+    return Workload(forward, None)
+
+
+def torch_lstm(problem: Problem) -> Workload:
+    """PyTorch's own nn.LSTM (the yardstick), built by :func:`lstmkit.interop.to_torch`;
+    nn.LSTMCell for a cell shape."""
     s = problem.shape
+    if s.kind == "cell":
+        return _cell_workload(nn.LSTMCell(s.I, s.H), problem)
     return _module_workload(
-        LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional).to_torch(), problem, stepping
+        LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional).to_torch(), problem
     )
 
 
-def lstmkit_lstm(backend: str, **options: object) -> Callable[[Problem, bool], Workload]:
-    def build(problem: Problem, stepping: bool) -> Workload:
+def lstmkit_lstm(backend: str, **options: object) -> Callable[[Problem], Workload]:
+    def build(problem: Problem) -> Workload:
         s = problem.shape
+        if s.kind == "cell":
+            cell = LSTMCell(s.I, s.H, backend=backend, **options)
+            return _cell_workload(cell, problem)
         lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional, backend=backend, **options)
         # the plain weights; the options' parameters (if any) keep their init
         lstm.load_state_dict(problem.weights, strict=not options)
-        return _module_workload(lstm, problem, stepping, load=False)
+        return _module_workload(lstm, problem, load=False)
 
     return build
 
 
-def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
+def torch_compiled_lstm(problem: Problem) -> Workload | None:
     """lstmkit.LSTM under ``torch.compile(fullgraph=True)``; compiles on the first calls,
-    whose time is recorded (forward in inference mode and forward+backward compile apart)."""
+    whose time is recorded (forward in inference mode and forward+backward compile apart).
+    None for a cell shape (not measured)."""
     s = problem.shape
+    if s.kind == "cell":
+        return None
     lstm = LSTM(s.I, s.H, s.L, bidirectional=s.bidirectional)
     lstm.load_state_dict(problem.weights)
     compiled = torch.compile(lstm, fullgraph=True, dynamic=False)
-    work = _module_workload(compiled, problem, stepping, load=False)
+    work = _module_workload(compiled, problem, load=False)
     for mode, fn in (("forward", work.forward), ("train", work.train)):
         if fn is not None:
             start = time.perf_counter()
@@ -120,8 +139,9 @@ def torch_compiled_lstm(problem: Problem, stepping: bool) -> Workload:
     return work
 
 
-def onnxruntime_lstm(problem: Problem, stepping: bool) -> Workload:
-    """The ONNX ``LSTM`` operator in onnxruntime (inference only)."""
+def onnxruntime_lstm(problem: Problem) -> Workload:
+    """The ONNX ``LSTM`` operator in onnxruntime (inference only; on the problem's one
+    step for a step or cell shape)."""
     from .onnx_model import onnx_session
 
     run = onnx_session(problem)
@@ -142,7 +162,7 @@ def _backend_missing(backend: str) -> str | None:
     return None if backend == "auto" else BACKENDS[backend].unsupported(probe)
 
 
-def _builder(name: str) -> Callable[[Problem, bool], Workload]:
+def _builder(name: str) -> Callable[[Problem], Workload | None]:
     """The workload builder of implementation ``name``."""
     if name == catalog.TORCH:
         return torch_lstm
@@ -156,7 +176,7 @@ def _builder(name: str) -> Callable[[Problem, bool], Workload]:
 
 def available(
     names: Sequence[str],
-) -> tuple[dict[str, Callable[[Problem, bool], Workload]], dict[str, str]]:
+) -> tuple[dict[str, Callable[[Problem], Workload | None]], dict[str, str]]:
     """The builders of ``names`` (of :data:`~.catalog.ALL`) this machine can run, and for
     each one it cannot, why and what to install."""
     builders, skipped = {}, {}

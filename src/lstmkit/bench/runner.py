@@ -27,14 +27,15 @@ def run(
     chosen, skipped = available(impls if impls is not None else catalog.default_names())
     results = Results(machine(), gemm_rate(min(rounds, 5)) / 1e9, skipped=skipped)
     for shape in shapes:
-        stepping = shape.name.startswith("step")
         problem = Problem.make(shape)
-        work = {name: build(problem, stepping) for name, build in chosen.items()}
+        work = {name: build(problem) for name, build in chosen.items()}
+        work = {name: w for name, w in work.items() if w is not None}  # (no such workload)
         for name, w in work.items():
             for what, seconds in w.setup_seconds.items():
                 results.setup[f"{shape.name} {name} {what}"] = seconds
-        modes = [("step" if stepping else "forward", {n: w.forward for n, w in work.items()})]
-        if not stepping:
+        sequence = shape.kind == "sequence"
+        modes = [("forward" if sequence else shape.kind, {n: w.forward for n, w in work.items()})]
+        if sequence:
             modes.append(("train", {n: w.train for n, w in work.items() if w.train is not None}))
         for mode, fns in modes:
             done = [0]

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Shape:
-    """An LSTM workload: ``T`` steps, batch ``B``, input ``I``, hidden ``H``, ``L`` layers."""
+    """An LSTM workload: ``T`` steps, batch ``B``, input ``I``, hidden ``H``, ``L`` layers;
+    ``kind``: ``"sequence"`` (the module on the whole sequence, forward and training),
+    ``"step"`` (``LSTM.step`` on its first step, no autograd) or ``"cell"`` (an
+    ``LSTMCell`` on its first step, no autograd)."""
 
     name: str
     T: int
@@ -17,6 +20,7 @@ class Shape:
     L: int = 1
     bidirectional: bool = False
     what: str = ""
+    kind: str = "sequence"
 
     @property
     def directions(self) -> int:
@@ -46,8 +50,14 @@ SHAPES: tuple[Shape, ...] = (
 
 #: ``step()`` latency at batch 1: one time step per call.
 STEP_SHAPES: tuple[Shape, ...] = (
-    Shape("step-H64", 1, 1, 64, 64, 1, what="step() latency"),
-    Shape("step-H256", 1, 1, 256, 256, 1, what="step() latency"),
+    Shape("step-H64", 1, 1, 64, 64, 1, what="step() latency", kind="step"),
+    Shape("step-H256", 1, 1, 256, 256, 1, what="step() latency", kind="step"),
+)
+
+#: ``LSTMCell`` without autograd, one call per step (against nn.LSTMCell).
+CELL_SHAPES: tuple[Shape, ...] = (
+    Shape("cell-B1", 1, 1, 64, 64, 1, what="LSTMCell latency", kind="cell"),
+    Shape("cell-B32", 1, 32, 256, 256, 1, what="LSTMCell, a batch", kind="cell"),
 )
 
 #: ``--quick``: small shapes only, for CI.
@@ -59,7 +69,7 @@ QUICK: tuple[Shape, ...] = (
 
 
 def _table() -> dict[str, Shape]:
-    return {s.name: s for s in SHAPES + STEP_SHAPES + QUICK}
+    return {s.name: s for s in SHAPES + STEP_SHAPES + CELL_SHAPES + QUICK}
 
 
 def find(names: str) -> tuple[Shape, ...]:

@@ -225,7 +225,8 @@ def test_without_openmp_each_call_has_threads_of_its_own() -> None:
 
 
 def test_the_choice_is_timed_once_per_shape_on_its_own_generator() -> None:
-    """Timed at two lengths, the fitted lines compared at each call's length."""
+    """Timed at two lengths, the fitted lines compared at each call's length, never
+    below the shorter one (no extrapolation)."""
     from lstmkit.backends.numba import engine
 
     engine._units_measured.clear()
@@ -239,3 +240,9 @@ def test_the_choice_is_timed_once_per_shape_on_its_own_generator() -> None:
     engine._units_measured[key] = (1.0, 0.001, 0.5, 0.002)  # kept: later calls read it
     assert not engine._units_win(100, 1, 8, 64, False)  # 1.1 against 0.7 s
     assert engine._units_win(1000, 1, 8, 64, False)  # 2.0 against 2.5 s
+    engine._units_measured[key] = (0.0, 0.001, 0.5, 0.002)  # a split that would always win
+    assert engine._units_win(engine.UNITS_MEASURED_STEPS[0], 1, 8, 64, False)
+    assert not engine._units_win(engine.UNITS_MEASURED_STEPS[0] - 1, 1, 8, 64, False)
+    engine._units_measured.clear()
+    engine._units_win(5, 1, 8, 64, False)
+    assert not engine._units_measured  # shorter than any length measured: nothing timed

@@ -645,7 +645,13 @@ def _units_win(T: int, B: int, I: int, G: int, ahead: bool) -> bool:
     the threads, gathering each one's weights) differ by CPU and shape: both ways are
     timed once per shape at the two lengths of :data:`UNITS_MEASURED_STEPS` (plain
     cell, random data), a line fitted through each, and compared at ``T`` (on Zen 4, at
-    B = 1, I = H = 64: 0.36 against 0.32 ms at 128 steps, 1.14 against 1.37 at 1000)."""
+    B = 1, I = H = 64: 0.36 against 0.32 ms at 128 steps, 1.14 against 1.37 at 1000).
+    Never below the shorter length: there the lines would be extrapolated, from
+    measurements whose noise is the size of the gain, where the split's fixed costs
+    weigh most (nothing is timed for such a call)."""
+    shortest = UNITS_MEASURED_STEPS[0]
+    if shortest > T:
+        return False
     key = (B, I, G, ahead, torch.get_num_threads())
     found = _units_measured.get(key)
     if found is None:

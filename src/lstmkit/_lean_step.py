@@ -122,35 +122,51 @@ def lean_step(
     P, H = lstm.proj_size or lstm.hidden_size, lstm.hidden_size
     # arrays, wrapped as tensors at the end (an array's making and indexing cost a third
     # of a tensor's)
-    if hx is None:
-        h0_, c0_ = np.zeros((L, B, P), dt), np.zeros((L, B, H), dt)
-    else:
-        h0_, c0_ = hx[0].detach().contiguous().numpy(), hx[1].detach().contiguous().numpy()
-        if not batched:
-            h0_, c0_ = h0_[:, None], c0_[:, None]
+    h0_, c0_ = _state_arrays(hx, batched, (L, B, P), (L, B, H), dt)
     h_n_, c_n_, y_ = np.empty((L, B, P), dt), np.empty((L, B, H), dt), np.empty((B, P), dt)
-    settings, training = lstm.settings, lstm.training
-    zoned = dict(settings)["zoneout"] != (0.0, 0.0)
-    x = None  # the layer's input as a tensor, made where dropout or zoneout need it
     for layer, w in enumerate(weights):
-        drawn = {}
-        if zoned:  # zoneout's masks (its rates in eval), drawn as the general path does
-            x = torch.from_numpy(x_) if x is None else x
-            drawn = draw(x, 1, B, (P, H), dict(settings), training, skip=("recurrent_dropout",))
-        if masks is not None:
-            drawn["recurrent_mask"] = masks[layer].contiguous()
-        config, tensors = cell_inputs(w, settings, drawn)
         h_out = y_ if layer == L - 1 else h_n_[layer]  # the output apart from the state
-        kernel.run_step_layer(x_, h0_[layer], c0_[layer], w, h_out, c_n_[layer], config, tensors)
+        mask = None if masks is None else masks[layer]
+        _layer_step(kernel, lstm, x_, h0_[layer], c0_[layer], w, h_out, c_n_[layer], (P, H), mask)
         if layer < L - 1:
-            x_, x = h_out, None
-            if training and lstm.dropout > 0:
-                x = F.dropout(torch.from_numpy(h_out), lstm.dropout, training=True)
-                x_ = x.numpy()
+            x_ = h_out
+            if lstm.training and lstm.dropout > 0:
+                x_ = F.dropout(torch.from_numpy(h_out), lstm.dropout, training=True).numpy()
     h_n_[L - 1] = y_
     if not batched:
         y_, h_n_, c_n_ = y_[0], h_n_[:, 0], c_n_[:, 0]
     return torch.from_numpy(y_), (torch.from_numpy(h_n_), torch.from_numpy(c_n_))
+
+
+def _state_arrays(
+    hx: object, batched: bool, h_shape: tuple[int, ...], c_shape: tuple[int, ...], dt: np.dtype
+) -> tuple[np.ndarray, np.ndarray]:
+    """``hx`` (checked by :func:`_states`) as C-contiguous arrays of ``h_shape`` and
+    ``c_shape`` (a batch axis added when not ``batched``), zeros for None."""
+    if hx is None:
+        return np.zeros(h_shape, dt), np.zeros(c_shape, dt)
+    h, c = hx[0].detach().contiguous().numpy(), hx[1].detach().contiguous().numpy()
+    return (h, c) if batched else (h[..., None, :], c[..., None, :])
+
+
+def _layer_step(
+    kernel: ModuleType, module: LSTM | LSTMCell, x_: np.ndarray, h: np.ndarray, c: np.ndarray,
+    w: LayerWeights, h_out: np.ndarray, c_out: np.ndarray, widths: tuple[int, int],
+    mask: Tensor | None,
+) -> None:  # fmt: skip
+    """One layer's step from ``x_ (B, I)`` into ``h_out``, ``c_out``: zoneout's masks
+    drawn as the general path draws them (its rates in eval), the recurrent ``mask`` (as
+    checked, ``(B, P)``), then the step kernel. ``widths`` = ``(P, H)``."""
+    settings = module.settings
+    drawn = {}
+    if dict(settings)["zoneout"] != (0.0, 0.0):
+        like = torch.from_numpy(x_)  # (the draws' dtype and device)
+        drawn = draw(like, 1, x_.shape[0], widths, dict(settings), module.training,
+                     skip=("recurrent_dropout",))  # fmt: skip
+    if mask is not None:
+        drawn["recurrent_mask"] = mask.contiguous()
+    config, tensors = cell_inputs(w, settings, drawn)
+    kernel.run_step_layer(x_, h, c, w, h_out, c_out, config, tensors)
 
 
 def lean_cell(
@@ -174,21 +190,9 @@ def lean_cell(
     mask = cell._check_mask(mask, x.shape[0], batched)
     x_ = x.detach().contiguous().numpy()  # (B, I)
     B, dt = x_.shape[0], x_.dtype
-    if hx is None:
-        h_, c_ = np.zeros((B, H), dt), np.zeros((B, H), dt)
-    else:
-        h_, c_ = hx[0].detach().contiguous().numpy(), hx[1].detach().contiguous().numpy()
-        if not batched:
-            h_, c_ = h_[None], c_[None]
-    settings = cell.settings
-    drawn = {}
-    if dict(settings)["zoneout"] != (0.0, 0.0):  # drawn as the general path draws them
-        drawn = draw(x, 1, B, (H, H), dict(settings), cell.training, skip=("recurrent_dropout",))
-    if mask is not None:
-        drawn["recurrent_mask"] = mask.contiguous()
-    config, tensors = cell_inputs(weights[0], settings, drawn)
+    h_, c_ = _state_arrays(hx, batched, (B, H), (B, H), dt)
     h_out, c_out = np.empty((B, H), dt), np.empty((B, H), dt)
-    kernel.run_step_layer(x_, h_, c_, weights[0], h_out, c_out, config, tensors)
+    _layer_step(kernel, cell, x_, h_, c_, weights[0], h_out, c_out, (H, H), mask)
     if not batched:
         h_out, c_out = h_out[0], c_out[0]
     return torch.from_numpy(h_out), torch.from_numpy(c_out)

@@ -304,8 +304,10 @@ class NumbaEngine:
         """:meth:`infer_layer` with its choices made: ``alone`` (one row range),
         ``ahead`` (the projection pipelined on a second thread)."""
         T, B, I = x.shape
-        G = w.weight_hh.shape[0]
-        if alone and not ahead and not blas.project_in_loop(T * B, I, G):
+        G, P = w.weight_hh.shape
+        if alone and not ahead:
+            if blas.project_in_loop(T * B, I, G):
+                return _one_thread(x, w, h0, c0, walk, cfg, ten, _one_thread_ways(T, B, I, G, P))
             from ...functional import input_projection  # (functional imports the backends)
 
             return self.infer(input_projection(x, w), h0, c0, walk, cfg, ten)
@@ -380,8 +382,14 @@ def _plan(T: int, B: int, I: int, G: int, P: int, splits: bool, threads: int) ->
         return LayerPlan(None, True, alone, ahead)
     ways = None
     if alone and not ahead and blas.project_in_loop(T * B, I, G):
-        ways = (_projection_route(T, B, I, G, B, False), routes.forward_route(B, P, G, False, T))
+        ways = _one_thread_ways(T, B, I, G, P)
     return LayerPlan(ways, False, alone, ahead)
+
+
+def _one_thread_ways(T: int, B: int, I: int, G: int, P: int) -> tuple[int, int]:
+    """The routes of :func:`_one_thread`'s products: the projection's (one product over
+    every step's rows) and the loop's (``T`` products of ``B`` rows)."""
+    return _projection_route(T, B, I, G, B, False), routes.forward_route(B, P, G, False, T)
 
 
 def _projection_route(T: int, B: int, I: int, G: int, m: int, alone: bool) -> int:

@@ -13,16 +13,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def lean_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many layer steps the compiled step kernel ran (``LSTM.step`` and ``LSTMCell``
-    without autograd, :mod:`lstmkit._lean_step`)."""
+    """How many calls the compiled step kernel ran, each one step of every layer
+    (``LSTM.step`` and ``LSTMCell`` without autograd, :mod:`lstmkit._lean_step`)."""
     from lstmkit.backends.numba import step
 
     calls: list[int] = []
-    real = step.run_step_layer
+    real = step.run_step_layers
 
     def counted(*args: object) -> None:
         calls.append(1)
         real(*args)
 
-    monkeypatch.setattr(step, "run_step_layer", counted)
+    monkeypatch.setattr(step, "run_step_layers", counted)
     return calls

@@ -62,7 +62,7 @@ def test_lean_step_equals_the_general_path(
     want = _steps(lstm, xs, hx, masks, grad=True, seed=5)
     assert not lean_calls
     got = _steps(lstm, xs, hx, masks, grad=False, seed=5)
-    assert len(lean_calls) == 4 * L
+    assert len(lean_calls) == 4  # one call a step, every layer in it
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == D64 else dict(rtol=2e-5, atol=2e-6)
     for name, a, b in zip(("outputs", "h_n", "c_n"), got, want):
         torch.testing.assert_close(a, b, **tol, msg=lambda m, n=name: f"{n}: {m}")
@@ -117,6 +117,53 @@ def test_bad_inputs_get_the_general_paths_errors(call, lean_calls: list[int]) ->
     with torch.no_grad(), pytest.raises(general.type) as lean:
         call(lstm, x_t)
     assert str(lean.value) == str(general.value) and not lean_calls
+
+
+def _broken_weight(lstm: lstmkit.LSTM) -> None:
+    """Layer 1's recurrent weight one column short (a shape no kernel may read past)."""
+    lstm.weight_hh_l1 = torch.nn.Parameter(lstm.weight_hh_l1.detach()[:, :-1].clone())
+
+
+def _half_peepholes(lstm: lstmkit.LSTM) -> None:
+    """Layer 1 without its input-gate peephole: a layer holding part of an option."""
+    lstm.weight_ci_l1 = None
+
+
+@pytest.mark.parametrize("spoil", [_broken_weight, _half_peepholes], ids=["shape", "partial"])
+def test_a_spoilt_layer_gets_the_general_paths_error(spoil, lean_calls: list[int]) -> None:
+    """Every layer's weights are checked before the kernel reads them through their
+    addresses: a weight of the wrong shape or a layer with part of an option in a
+    two-layer stack runs the general path (its error), drawing nothing first."""
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, peephole=True, dtype=D64)
+    spoil(lstm)
+    x_t = torch.randn(2, 4, dtype=D64)
+    with pytest.raises((RuntimeError, ValueError)) as general:
+        lstm.step(x_t)
+    with torch.no_grad(), pytest.raises(general.type) as lean:
+        lstm.step(x_t)
+    assert str(lean.value) == str(general.value) and not lean_calls
+
+
+def test_dropout_of_one_between_layers(lean_calls: list[int]) -> None:
+    """``dropout=1`` zeroes the upper layer's input and draws nothing (as ``F.dropout``):
+    the lean step gives the general path's numbers, and the random stream after it."""
+    lstm = lstmkit.LSTM(4, 5, num_layers=3, dropout=1.0, zoneout=0.3, dtype=D64).train()
+    _perturb_(lstm)
+    xs = torch.randn(3, 2, 4, dtype=D64)
+    want = _steps(lstm, xs, None, None, grad=True, seed=3) + [torch.rand(3)]
+    got = _steps(lstm, xs, None, None, grad=False, seed=3) + [torch.rand(3)]
+    assert len(lean_calls) == 3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_table_columns_follow_the_layer_weights() -> None:
+    """The step kernel reads a layer's weights from its table row by position: the first
+    columns are :class:`~lstmkit.functional.LayerWeights`' fields, in order."""
+    from lstmkit.backends.numba import step
+    from lstmkit.functional import LayerWeights
+
+    assert step.SLOTS[: len(LayerWeights._fields)] == LayerWeights._fields
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])
@@ -193,7 +240,7 @@ def test_float32_products_on_every_block(batch: int, lean_calls: list[int]) -> N
     xs = torch.randn(3, batch, 37)
     hx = (torch.randn(2, batch, 7), torch.randn(2, batch, 20))
     got = _steps(lstm, xs, hx, None, grad=False, seed=0)
-    assert len(lean_calls) == 3 * 2
+    assert len(lean_calls) == 3  # one call a step, both layers in it
     want = _steps(want_lstm, xs.double(), tuple(s.double() for s in hx), None, True, seed=0)
     for name, a, b in zip(("outputs", "h_n", "c_n"), got, want):
         torch.testing.assert_close(

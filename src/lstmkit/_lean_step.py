@@ -1,8 +1,10 @@
-"""``LSTM.step`` and ``LSTMCell.forward`` without autograd in one compiled call per
-layer (the ``compiled`` engine's :func:`~lstmkit.backends.numba.step.step_layer`): the
-step of a streaming loop (generation, the lab's step-by-step inference, a loop over a
-cell) without the ~20 torch calls and the Python around them that the general path
-spends per layer.
+"""``LSTM.step`` and ``LSTMCell.forward`` without autograd in one compiled call for
+every layer (the ``compiled`` engine's :func:`~lstmkit.backends.numba.step.step_layers`):
+the step of a streaming loop (generation, the lab's step-by-step inference, a loop over
+a cell) without the ~20 torch calls and the Python around them that the general path
+spends per layer. The kernel reads the weights where torch keeps them, through a table
+of their addresses (:func:`_weight_table`: each checked for its shape, a contiguous
+copy made of a strided one); what a call draws goes in the same table.
 
 It runs only where it gives exactly what the general path gives (to float rounding):
 no gradient wanted, float32/float64 CPU tensors of the weights' dtype, the ``auto`` or
@@ -21,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backends import _functorch_active, compiled, tracing
@@ -90,14 +91,10 @@ def _kernel() -> tuple[frozenset[str], ModuleType]:
     return CELL_OPTIONS - step.STEP_OPTIONS, step
 
 
-def _served(module: LSTM | LSTMCell, like: Tensor) -> tuple[ModuleType, list[LayerWeights]] | None:
-    """The step kernel's module and the weights, when the kernel implements every option
-    on ``module`` and the weights are plain tensors like ``like``; else None."""
-    missing, kernel = _kernel()
-    if missing and missing.intersection(module.options_used()):
-        return None  # an option the step kernel does not implement
-    weights = plain_weights(module, like)
-    return None if weights is None else (kernel, weights)
+@functools.cache
+def _slot() -> dict[str, int]:
+    """The step kernel's table columns by name (:data:`~lstmkit.backends.numba.step.SLOTS`)."""
+    return {name: k for k, name in enumerate(_kernel()[1].SLOTS)}
 
 
 def lean_step(
@@ -105,41 +102,33 @@ def lean_step(
     masks: Sequence[Tensor] | None,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]] | None:  # fmt: skip
     """``lstm.step(x_t, hx, recurrent_masks=masks)`` (``masks`` as checked: ``(B, P)``
-    each) in one compiled call per layer, or None when it cannot run here."""
+    each) in one compiled call for every layer, or None when it cannot run here."""
     rows = (lstm.num_layers, x_t.shape[0]) if x_t.dim() == 2 else (lstm.num_layers,)
     widths = (lstm.proj_size or lstm.hidden_size, lstm.hidden_size)
     if not _usable(lstm, x_t, masks) or not _states(
         hx, x_t, (*rows, widths[0]), (*rows, widths[1])
     ):  # fmt: skip
         return None
-    served = _served(lstm, x_t)
-    if served is None:
-        return None
-    kernel, weights = served
     batched = x_t.dim() == 2
-    x_ = (x_t if batched else x_t[None]).detach().contiguous().numpy()  # (B, I)
-    L, B, dt = lstm.num_layers, x_.shape[0], x_.dtype
-    P, H = lstm.proj_size or lstm.hidden_size, lstm.hidden_size
-    # arrays, wrapped as tensors at the end (an array's making and indexing cost a third
-    # of a tensor's)
-    h0_, c0_ = _state_arrays(hx, batched, (L, B, P), (L, B, H), dt)
-    h_n_, c_n_, y_ = np.empty((L, B, P), dt), np.empty((L, B, H), dt), np.empty((B, P), dt)
-    for layer, w in enumerate(weights):
-        h_out = y_ if layer == L - 1 else h_n_[layer]  # the output apart from the state
-        mask = None if masks is None else masks[layer]
-        _layer_step(kernel, lstm, x_, h0_[layer], c0_[layer], w, h_out, c_n_[layer], (P, H), mask)
-        if layer < L - 1:
-            x_ = h_out
-            if lstm.training and lstm.dropout > 0:
-                x_ = F.dropout(torch.from_numpy(h_out), lstm.dropout, training=True).numpy()
-    h_n_[L - 1] = y_
+    x = (x_t if batched else x_t[None]).detach().contiguous()  # (B, I)
+    L, B, dt = lstm.num_layers, x.shape[0], _NUMPY[x.dtype]
+    P, H = widths
+    h_, c_ = _state_arrays(hx, batched, (L, B, P), (L, B, H), dt)
+    h_n_ = _run_layers(lstm, x, h_, c_, widths, masks)
+    if h_n_ is None:
+        return None
+    h_n_, c_n_ = h_n_
+    y_ = h_n_[L - 1].copy()  # the output apart from the state
     if not batched:
         y_, h_n_, c_n_ = y_[0], h_n_[:, 0], c_n_[:, 0]
     return torch.from_numpy(y_), (torch.from_numpy(h_n_), torch.from_numpy(c_n_))
 
 
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
 def _state_arrays(
-    hx: object, batched: bool, h_shape: tuple[int, ...], c_shape: tuple[int, ...], dt: np.dtype
+    hx: object, batched: bool, h_shape: tuple[int, ...], c_shape: tuple[int, ...], dt: type
 ) -> tuple[np.ndarray, np.ndarray]:
     """``hx`` (checked by :func:`_states`) as C-contiguous arrays of ``h_shape`` and
     ``c_shape`` (a batch axis added when not ``batched``), zeros for None."""
@@ -149,24 +138,119 @@ def _state_arrays(
     return (h, c) if batched else (h[..., None, :], c[..., None, :])
 
 
-def _layer_step(
-    kernel: ModuleType, module: LSTM | LSTMCell, x_: np.ndarray, h: np.ndarray, c: np.ndarray,
-    w: LayerWeights, h_out: np.ndarray, c_out: np.ndarray, widths: tuple[int, int],
-    mask: Tensor | None,
-) -> None:  # fmt: skip
-    """One layer's step from ``x_ (B, I)`` into ``h_out``, ``c_out``: zoneout's masks
-    drawn as the general path draws them (its rates in eval), the recurrent ``mask`` (as
-    checked, ``(B, P)``), then the step kernel. ``widths`` = ``(P, H)``."""
+def _run_layers(
+    module: LSTM | LSTMCell, x: Tensor, h: np.ndarray, c: np.ndarray,
+    widths: tuple[int, int], masks: Sequence[Tensor | None] | None,
+) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
+    """Every layer's step from ``x (B, I)`` (contiguous) and the states ``h (L, B, P)``,
+    ``c (L, B, H)``: the new states as fresh arrays, or None (having drawn nothing)
+    when the step kernel cannot run the module's options or weights (the general path
+    then runs, and raises what it finds wrong). Zoneout's masks (its rates in eval) and
+    inter-layer dropout's are drawn as the general path draws them, layer by layer;
+    ``masks``: the recurrent-dropout masks, ``(B, P)`` each, as checked."""
+    missing, kernel = _kernel()
+    if missing and missing.intersection(module.options_used()):
+        return None  # an option the step kernel does not implement
+    weights = plain_weights(module, x)
+    keep: list[Tensor] = []  # contiguous copies the table points into
+    table = None if weights is None else _weight_table(weights, x.shape[1], widths, keep)
+    if table is None:
+        return None
     settings = module.settings
-    drawn = {}
-    if dict(settings)["zoneout"] != (0.0, 0.0):
-        like = torch.from_numpy(x_)  # (the draws' dtype and device)
-        drawn = draw(like, 1, x_.shape[0], widths, dict(settings), module.training,
-                     skip=("recurrent_dropout",))  # fmt: skip
-    if mask is not None:
-        drawn["recurrent_mask"] = mask.contiguous()
-    config, tensors = cell_inputs(w, settings, drawn)
-    kernel.run_step_layer(x_, h, c, w, h_out, c_out, config, tensors)
+    drawn = _draws(module, x, widths, masks)
+    cell_drawn = {name: t for name, t in drawn[0].items() if name != "dropout"}
+    config, _ = cell_inputs(weights[0], settings, cell_drawn)  # (checks layer 0's options)
+    B, (P, H) = x.shape[0], widths
+    shapes = {"recurrent_mask": (B, P), "zoneout_h": (B, P), "zoneout_c": (B, H), "dropout": (B, P)}
+    slot = _slot()
+    for row, layer_drawn in zip(table, drawn):
+        for name, t in layer_drawn.items():
+            row[slot[name]] = _address(t, shapes[name], keep)
+    L = len(weights)
+    h_n, c_n = np.empty((L, B, P), h.dtype), np.empty((L, B, H), h.dtype)
+    kernel.run_step_layers(x.numpy(), h, c, table, h_n, c_n, config, x.dtype)
+    return h_n, c_n
+
+
+def _weight_table(
+    weights: Sequence[LayerWeights], inputs: int, widths: tuple[int, int], keep: list[Tensor]
+) -> np.ndarray | None:
+    """The step kernel's table (:data:`~lstmkit.backends.numba.step.SLOTS`) with every
+    layer's weights in place (the drawn slots 0), or None where a weight has a shape
+    other than the layer's or the layers do not hold the same options in whole (the
+    general path says what is wrong)."""
+    P, H = widths
+    G = 4 * H
+    table = np.zeros((len(weights), len(_slot())), np.int64)
+    present = [t is not None for t in weights[0]]
+    if present[2] != present[3] or any(
+        any(present[k] for k in group) != all(present[k] for k in group) for group in _GROUPS
+    ):  # fmt: skip
+        return None
+    for layer, w in enumerate(weights):
+        shapes = ((G, inputs if layer == 0 else P), (G, P), (G,), (G,), (P, H), (H,), (H,),
+                  (H,), (G,), (G,), (H,), (H,))  # fmt: skip
+        row = table[layer]
+        for k, t in enumerate(w):
+            if (t is not None) != present[k]:
+                return None
+            if t is not None:
+                address = _address(t, shapes[k], keep)
+                if address == 0:
+                    return None
+                row[k] = address
+    return table
+
+
+#: :class:`~lstmkit.functional.LayerWeights`' option groups (field positions), whole or
+#: absent in a layer: the peepholes, the layer norms.
+_GROUPS = ((5, 6, 7), (8, 9, 10, 11))
+
+
+def _address(t: Tensor, shape: tuple[int, ...], keep: list[Tensor]) -> int:
+    """The address of ``t``'s first element (a contiguous copy kept in ``keep`` where it
+    is strided), or 0 when its shape is not ``shape``."""
+    if t.shape != shape:
+        return 0
+    if not t.is_contiguous():
+        t = t.contiguous()
+        keep.append(t)
+    return t.data_ptr()
+
+
+def _draws(
+    module: LSTM | LSTMCell, like: Tensor, widths: tuple[int, int],
+    masks: Sequence[Tensor | None] | None,
+) -> list[dict[str, Tensor]]:  # fmt: skip
+    """Each layer's random tensors, in the general path's order: zoneout's keep masks
+    ``(B, P)``, ``(B, H)`` (its rates in eval), then (below the top layer, in training)
+    inter-layer dropout's scaled keep mask ``(B, P)``, as ``F.dropout`` draws it; and
+    the layer's recurrent-dropout mask from ``masks``."""
+    settings = dict(module.settings)
+    B, L = like.shape[0], getattr(module, "num_layers", 1)
+    zoned = settings["zoneout"] != (0.0, 0.0)
+    p = getattr(module, "dropout", 0.0) if module.training else 0.0
+    out = []
+    for layer in range(L):
+        drawn: dict[str, Tensor] = {}
+        if zoned:  # (1, B, *): this step's
+            keep = draw(like, 1, B, widths, settings, module.training, skip=("recurrent_dropout",))
+            drawn = {name: t[0] for name, t in keep.items()}
+        if masks is not None and masks[layer] is not None:
+            drawn["recurrent_mask"] = masks[layer]
+        if p > 0 and layer < L - 1:
+            drawn["dropout"] = _dropout_mask(like, (B, widths[0]), p)
+        out.append(drawn)
+    return out
+
+
+def _dropout_mask(like: Tensor, shape: tuple[int, int], p: float) -> Tensor:
+    """What ``F.dropout(h, p, training=True)`` multiplies a CPU tensor ``h`` of ``shape``
+    by, drawn as it draws it: Bernoulli(1 - p) divided by 1 - p (zeros, with no draw,
+    for p = 1)."""
+    if p == 1:
+        return like.new_zeros(shape)
+    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
 
 
 def lean_cell(
@@ -182,17 +266,13 @@ def lean_cell(
     shape = (input.shape[0], H) if batched else (H,)
     if not _states(hx, input, shape, shape):
         return None
-    served = _served(cell, input)
-    if served is None:
-        return None
-    kernel, weights = served
-    x = input if batched else input[None]
+    x = (input if batched else input[None]).detach().contiguous()  # (B, I)
     mask = cell._check_mask(mask, x.shape[0], batched)
-    x_ = x.detach().contiguous().numpy()  # (B, I)
-    B, dt = x_.shape[0], x_.dtype
-    h_, c_ = _state_arrays(hx, batched, (B, H), (B, H), dt)
-    h_out, c_out = np.empty((B, H), dt), np.empty((B, H), dt)
-    _layer_step(kernel, cell, x_, h_, c_, weights[0], h_out, c_out, (H, H), mask)
+    h_, c_ = _state_arrays(hx, batched, (x.shape[0], H), (x.shape[0], H), _NUMPY[x.dtype])
+    states = _run_layers(cell, x, h_[None], c_[None], (H, H), (mask,))
+    if states is None:
+        return None
+    h_out, c_out = states[0][0], states[1][0]
     if not batched:
         h_out, c_out = h_out[0], c_out[0]
     return torch.from_numpy(h_out), torch.from_numpy(c_out)

@@ -47,7 +47,7 @@ class Streaming:
         ``hx``, ``h`` and ``c`` are ``(L, B, P)`` and ``(L, B, H)`` (no ``B`` when
         unbatched). Looping ``step`` over ``t`` gives ``lstm(x)``'s output and
         final state (to float rounding: without autograd each step is one compiled call
-        per layer, :mod:`lstmkit._lean_step`)::
+        for every layer, :mod:`lstmkit._lean_step`)::
 
             state = None
             masks = lstm.recurrent_dropout_masks(B)  # None unless training with it
@@ -77,7 +77,7 @@ class Streaming:
         masks = self._check_step_masks(recurrent_masks, x_t)
         if self._forward_pre_hooks:  # weight_norm, spectral_norm, prune: as forward would
             recompute_hooked_weights(self, (x_t, hx))
-        lean = lean_step(self, x_t, hx, masks)  # no autograd: one compiled call per layer
+        lean = lean_step(self, x_t, hx, masks)  # no autograd: one compiled call, every layer
         if lean is not None:
             return lean
         weights = self.layer_weights()

@@ -15,7 +15,8 @@ Files:
 * :mod:`.routes`: the time loops' product routes, each timed in its loop.
 * :mod:`.panels`: our register-blocked float32 block and row kernels (LLVM IR for the host CPU).
 * :mod:`.dots`: register-blocked dot-product blocks over torch's weight layout (LLVM IR).
-* :mod:`.step`: one step of one layer in one call, for ``LSTM.step`` without autograd.
+* :mod:`.step`: one step of every layer in one call, for ``LSTM.step`` and ``LSTMCell``
+  without autograd.
 
 Only :mod:`.engine` imports without numba (it then reports the engine unavailable).
 

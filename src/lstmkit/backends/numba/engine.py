@@ -102,14 +102,15 @@ def option_arrays(
     if cfg.peephole:
         names = ("weight_ci", "weight_cf", "weight_co")
         peep = torch.stack([ten[n].detach() for n in names]).numpy()
-    return (peep, *_statics(cfg, dtype))
+    return (peep, *statics(cfg, dtype))
 
 
 #: The clip limits and activation codes of each configuration and dtype, as arrays.
 _STATICS: dict[tuple[CellConfig, torch.dtype], tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _statics(cfg: CellConfig, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+def statics(cfg: CellConfig, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The clip limits (inf: off) and the activation codes of ``cfg`` as the kernels' arrays."""
     found = _STATICS.get((cfg, dtype))
     if found is None:
         limits = [np.inf if v is None else v for v in (cfg.gate_clip, cfg.cell_clip)]

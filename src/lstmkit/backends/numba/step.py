@@ -1,6 +1,7 @@
-"""One time step of one layer in one compiled call, for inference (``LSTM.step`` without
-autograd): the input and recurrent products, the cell with every option and the
-projection, for all rows, with no torch op in between.
+"""One time step of every layer in one compiled call, for inference (``LSTM.step`` and
+``LSTMCell`` without autograd): the input and recurrent products, the cell with every
+option, the projection and inter-layer dropout, for all rows and layers, with no torch
+op in between (:func:`step_layers`; one layer: :func:`step_layer`).
 
 Per row ``b`` (``B`` rows, ``I`` inputs, ``H`` hidden, ``G = 4H``, ``P`` width of h)::
 
@@ -9,31 +10,33 @@ Per row ``b`` (``B`` rows, ``I`` inputs, ``H`` hidden, ``G = 4H``, ``P`` width o
     c_b', m = cell(hw, xg, c_b)          every option: peepholes, clips, activations, LN
     h_b' = m W_hr^T (or m);  zoneout: h_b' += k_h (h_b - h_b'), c_b' += k_c (c_b - c_b')
 
-The input and recurrent products run for all rows at once, over the weights in torch's
-layout (nothing to prepare): float32 on the register-blocked dot-product blocks of
-:mod:`.dots` (:func:`.loops.dot_product`), float64 as plain dot products. Agrees with
-the time loops of :mod:`.loops` to float rounding (the same cell and activations).
+Layer ``l + 1`` takes layer ``l``'s ``h_b'`` (times the dropout mask in training) as its
+``x_b``. The weights are read where torch keeps them: :func:`step_layers` takes a table
+of their addresses, one row per layer (a call builds no array per weight and passes no
+argument per layer). The input and recurrent products run for all rows at once, over
+the weights in torch's layout (nothing to prepare): float32 on the register-blocked
+dot-product blocks of :mod:`.dots` (:func:`.loops.dot_product`), float64 as plain dot
+products. Agrees with the time loops of :mod:`.loops` to float rounding (the same cell
+and activations).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
-from torch import Tensor
+import torch
+from numba import carray, njit, types
+from numba.extending import intrinsic, overload
 
 from . import team
-from .engine import absent, biases, option_arrays, row_ranges
+from .engine import row_ranges, statics
 from .loops import dot_product
 from .numerics import FASTMATH
 from .rows import forward_row, normalize_row
 
 if TYPE_CHECKING:
-    from ...functional import LayerWeights
     from ...options import CellConfig
 
 
@@ -131,47 +134,96 @@ STEP_OPTIONS = frozenset({
     "activation", "recurrent_activation",
 })  # fmt: skip
 
+#: The columns of :func:`step_layers`' table, one row per layer: the address of each
+#: tensor's first element (C-contiguous, of the input's dtype), 0 where it is absent.
+#: ``dropout``: inter-layer dropout's scaled keep mask ``(B, P)`` applied to the layer's
+#: output before the next layer takes it (never on the last layer).
+SLOTS = (
+    "weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ci", "weight_cf",
+    "weight_co", "ln_weight_ih", "ln_weight_hh", "ln_weight_c", "ln_bias_c", "recurrent_mask",
+    "zoneout_h", "zoneout_c", "dropout",
+)  # fmt: skip
 
-def run_step_layer(
-    x: np.ndarray, h: np.ndarray, c: np.ndarray, w: LayerWeights, h_out: np.ndarray,
-    c_out: np.ndarray, config: CellConfig, tensors: Mapping[str, Tensor],
+
+@intrinsic
+def _pointer(typingctx, address, like):
+    """The integer ``address`` as a pointer to elements of ``like``'s dtype."""
+    pointer = types.CPointer(like.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(types.int64, like), codegen
+
+
+@njit(inline="always")
+def _matrix(address, like, rows, cols):
+    """The C-contiguous ``(rows, cols)`` matrix at ``address``, or an empty ``(0, 0)`` one
+    where the address is 0 (absent)."""
+    if address == 0:
+        rows = cols = 0
+    return carray(_pointer(address, like), (rows, cols))
+
+
+@njit(inline="always")
+def _vector(address, like, n):
+    """The ``(n,)`` vector at ``address``, or an empty one where the address is 0."""
+    return carray(_pointer(address, like), (n if address != 0 else 0,))
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def step_layers(x, h, c, table, h_n, c_n, clips, kinds, first, last):
+    """One step of every layer, rows ``first:last``: layer ``l`` from ``h[l]``, ``c[l]``
+    (``(L, B, P)``, ``(L, B, H)``) into ``h_n[l]``, ``c_n[l]``, its input ``x (B, I)``
+    for the first layer, else the layer below's ``h_n`` (times its dropout mask in
+    training). Layer ``l``'s weights and option tensors are at the addresses of row
+    ``l`` of ``table`` (:data:`SLOTS`); ``clips``, ``kinds`` as :func:`step_layer`."""
+    L, B, P = h.shape
+    H = c.shape[2]
+    G = 4 * H
+    inp = x[first:last]
+    for layer in range(L):
+        at = table[layer]
+        peep = np.empty((3 if at[5] != 0 else 0, H), x.dtype)  # w_ci, w_cf, w_co
+        for r in range(peep.shape[0]):
+            v = _vector(at[5 + r], x, H)
+            for j in range(H):
+                peep[r, j] = v[j]
+        norm = (_vector(at[8], x, G), _vector(at[9], x, G), _vector(at[10], x, H),
+                _vector(at[11], x, H))  # fmt: skip
+        h_out, c_out = h_n[layer][first:last], c_n[layer][first:last]
+        step_layer(
+            inp, h[layer][first:last], c[layer][first:last], _matrix(at[0], x, G, inp.shape[1]),
+            _matrix(at[1], x, G, P), _vector(at[2], x, G), _vector(at[3], x, G),
+            _matrix(at[4], x, P, H), h_out, c_out, peep, clips, kinds, norm,
+            _matrix(at[12], x, B, P)[first:last], _matrix(at[13], x, B, P)[first:last],
+            _matrix(at[14], x, B, H)[first:last],
+        )  # fmt: skip
+        inp = h_out
+        noise = _matrix(at[15], x, B, P)[first:last]
+        if noise.shape[0] > 0:  # inter-layer dropout: the next layer sees h * mask
+            inp = np.empty((last - first, P), x.dtype)
+            for b in range(last - first):
+                for j in range(P):
+                    inp[b, j] = h_out[b, j] * noise[b, j]
+
+
+def run_step_layers(
+    x: np.ndarray, h: np.ndarray, c: np.ndarray, table: np.ndarray, h_n: np.ndarray,
+    c_n: np.ndarray, config: CellConfig, dtype: torch.dtype,
 ) -> None:  # fmt: skip
-    """:func:`step_layer` for the layer with weights ``w`` (CPU tensors of ``x``'s dtype)
-    and the options of ``config``/``tensors`` (as a backend receives them, zoneout's keep
-    weights ``(1, B, *)``): rows ``x (B, I)`` from ``h``, ``c`` into ``h_out``, ``c_out``
-    (arrays, contiguous). A batch that the engine splits across threads
-    (:func:`.engine.row_ranges`: 8 rows a thread at least) runs a row range on each of
-    torch's threads (:func:`.team.run_all`), as the time loops do."""
-    dtype = w.weight_hh.dtype
-    e1, e2 = absent(dtype, 1), absent(dtype, 2)
-    peep, limits, codes = option_arrays(config, tensors, dtype)
-    norm = (e1, e1, e1, e1)
-    if config.layer_norm:
-        norm = tuple(t.detach().numpy() for t in (w.ln_weight_ih, w.ln_weight_hh,
-                                                  w.ln_weight_c, w.ln_bias_c))  # fmt: skip
-    rmask = tensors["recurrent_mask"].numpy() if config.recurrent_dropout else e2
-    keep_h = keep_c = e2
-    if config.zoneout:
-        keep_h, keep_c = (tensors[n][0].contiguous().numpy() for n in ("zoneout_h", "zoneout_c"))
-    b_ih, b_hh = biases(w, dtype)
-    weights = (_rows(w.weight_ih), _rows(w.weight_hh), b_ih, b_hh,
-               e2 if w.weight_hr is None else _rows(w.weight_hr))  # fmt: skip
+    """:func:`step_layers` over all rows of ``x (B, I)`` with the clips and activations
+    of ``config`` (arrays C-contiguous, of ``dtype``; the tensors behind ``table`` alive
+    until it returns). A batch that the engine splits
+    across threads (:func:`.engine.row_ranges`: 8 rows a thread at least) runs a row
+    range on each of torch's threads (:func:`.team.run_all`), every layer: rows are
+    independent sequences."""
+    clips, kinds = statics(config, dtype)
     ranges = row_ranges(x.shape[0])
     if len(ranges) == 1:
-        step_layer(x, h, c, *weights, h_out, c_out, peep, limits, codes, norm, rmask, keep_h,
-                   keep_c)  # fmt: skip
+        step_layers(x, h, c, table, h_n, c_n, clips, kinds, 0, x.shape[0])
         return
-
-    def rows(lo: int, hi: int) -> None:  # rows are independent: a range per thread
-        def cut(a: np.ndarray) -> np.ndarray:
-            return a[lo:hi] if a.shape[0] > 0 else a
-
-        step_layer(x[lo:hi], h[lo:hi], c[lo:hi], *weights, h_out[lo:hi], c_out[lo:hi], peep,
-                   limits, codes, norm, cut(rmask), cut(keep_h), cut(keep_c))  # fmt: skip
-
-    team.run_all([functools.partial(rows, lo, hi) for lo, hi in ranges])
-
-
-def _rows(weight: Tensor) -> np.ndarray:
-    """A weight as a C-contiguous array (the products read its rows by pointer)."""
-    return weight.detach().contiguous().numpy()
+    team.run_all([
+        functools.partial(step_layers, x, h, c, table, h_n, c_n, clips, kinds, lo, hi)
+        for lo, hi in ranges
+    ])  # fmt: skip

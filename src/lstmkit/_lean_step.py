@@ -151,10 +151,10 @@ def _run_layers(
     missing, kernel = _kernel()
     if missing and missing.intersection(module.options_used()):
         return None  # an option the step kernel does not implement
-    weights = plain_weights(module, x)
+    weights = module.layer_weights()
     keep: list[Tensor] = []  # contiguous copies the table points into
-    table = None if weights is None else _weight_table(weights, x.shape[1], widths, keep)
-    if table is None:
+    rows = _weight_rows(weights, x, widths, keep)
+    if rows is None:
         return None
     settings = module.settings
     drawn = _draws(module, x, widths, masks)
@@ -163,43 +163,46 @@ def _run_layers(
     B, (P, H) = x.shape[0], widths
     shapes = {"recurrent_mask": (B, P), "zoneout_h": (B, P), "zoneout_c": (B, H), "dropout": (B, P)}
     slot = _slot()
-    for row, layer_drawn in zip(table, drawn):
+    for row, layer_drawn in zip(rows, drawn):
         for name, t in layer_drawn.items():
-            row[slot[name]] = _address(t, shapes[name], keep)
+            row[slot[name]] = _address(t, shapes[name], x, keep)
     L = len(weights)
     h_n, c_n = np.empty((L, B, P), h.dtype), np.empty((L, B, H), h.dtype)
+    table = np.array(rows, np.int64)
     kernel.run_step_layers(x.numpy(), h, c, table, h_n, c_n, config, x.dtype)
     return h_n, c_n
 
 
-def _weight_table(
-    weights: Sequence[LayerWeights], inputs: int, widths: tuple[int, int], keep: list[Tensor]
-) -> np.ndarray | None:
-    """The step kernel's table (:data:`~lstmkit.backends.numba.step.SLOTS`) with every
-    layer's weights in place (the drawn slots 0), or None where a weight has a shape
-    other than the layer's or the layers do not hold the same options in whole (the
-    general path says what is wrong)."""
+def _weight_rows(
+    weights: Sequence[LayerWeights], x: Tensor, widths: tuple[int, int], keep: list[Tensor]
+) -> list[list[int]] | None:
+    """The rows of the step kernel's table (:data:`~lstmkit.backends.numba.step.SLOTS`)
+    with every layer's weights in place (the drawn slots 0), or None where a weight is
+    not a plain tensor like ``x`` (:func:`plain`) of the layer's shape, or the layers do
+    not hold the same options in whole (the general path says what is wrong)."""
     P, H = widths
     G = 4 * H
-    table = np.zeros((len(weights), len(_slot())), np.int64)
     present = [t is not None for t in weights[0]]
     if present[2] != present[3] or any(
         any(present[k] for k in group) != all(present[k] for k in group) for group in _GROUPS
     ):  # fmt: skip
         return None
-    for layer, w in enumerate(weights):
-        shapes = ((G, inputs if layer == 0 else P), (G, P), (G,), (G,), (P, H), (H,), (H,),
-                  (H,), (G,), (G,), (H,), (H,))  # fmt: skip
-        row = table[layer]
-        for k, t in enumerate(w):
-            if (t is not None) != present[k]:
+    upper = ((G, P), (G, P), (G,), (G,), (P, H), (H,), (H,), (H,), (G,), (G,), (H,), (H,))
+    shapes = ((G, x.shape[1]), *upper[1:])
+    drawn = [0] * (len(_slot()) - len(upper))
+    rows = []
+    for w in weights:
+        row = []
+        for t, shape, there in zip(w, shapes, present):
+            if (t is not None) != there:
                 return None
-            if t is not None:
-                address = _address(t, shapes[k], keep)
-                if address == 0:
-                    return None
-                row[k] = address
-    return table
+            address = 0 if t is None else _address(t, shape, x, keep)
+            if there and address == 0:
+                return None
+            row.append(address)
+        rows.append(row + drawn)
+        shapes = upper
+    return rows
 
 
 #: :class:`~lstmkit.functional.LayerWeights`' option groups (field positions), whole or
@@ -207,10 +210,11 @@ def _weight_table(
 _GROUPS = ((5, 6, 7), (8, 9, 10, 11))
 
 
-def _address(t: Tensor, shape: tuple[int, ...], keep: list[Tensor]) -> int:
+def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]) -> int:
     """The address of ``t``'s first element (a contiguous copy kept in ``keep`` where it
-    is strided), or 0 when its shape is not ``shape``."""
-    if t.shape != shape:
+    is strided), or 0 unless it is a plain CPU tensor of ``like``'s dtype (``like`` on
+    the CPU) and of ``shape``."""
+    if type(t) not in _PLAIN or t.dtype != like.dtype or not t.is_cpu or t.shape != shape:
         return 0
     if not t.is_contiguous():
         t = t.contiguous()

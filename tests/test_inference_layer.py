@@ -321,3 +321,25 @@ def test_a_small_shapes_choices_are_made_once(monkeypatch: pytest.MonkeyPatch) -
     torch.set_num_threads(1)
     with torch.no_grad(), pytest.raises(AssertionError, match="a choice was made again"):
         lstm(x)
+
+
+def test_the_plans_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past :data:`~lstmkit.backends.numba.engine.MAX_PLANS` shapes the plans start over
+    (a process meeting ever new lengths keeps a bounded dict), and a shape whose plan
+    was dropped is planned again and gives the same numbers."""
+    from lstmkit.backends.numba import engine
+
+    monkeypatch.setattr(engine, "_layer_plans", {})
+    monkeypatch.setattr(engine, "MAX_PLANS", 2)
+    torch.manual_seed(4)
+    lstm = lstmkit.LSTM(6, 7).eval()
+    xs = [torch.randn(steps, 2, 6) for steps in (3, 4, 5)]
+    with torch.no_grad():
+        first = [lstm(x)[0] for x in xs]
+        assert len(engine._layer_plans) == 1  # the third shape found two and cleared them
+        again = lstm(xs[0])[0]
+    assert len(engine._layer_plans) == 2
+    torch.testing.assert_close(again, first[0], rtol=0, atol=0)
+    for x, got in zip(xs, first):
+        want = _oracle(lstm, {}, x, (torch.zeros(1, 2, 7),) * 2, None)[0]
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=5e-5)

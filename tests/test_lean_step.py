@@ -150,8 +150,8 @@ def test_dropout_of_one_between_layers(lean_calls: list[int]) -> None:
     lstm = lstmkit.LSTM(4, 5, num_layers=3, dropout=1.0, zoneout=0.3, dtype=D64).train()
     _perturb_(lstm)
     xs = torch.randn(3, 2, 4, dtype=D64)
-    want = _steps(lstm, xs, None, None, grad=True, seed=3) + [torch.rand(3)]
-    got = _steps(lstm, xs, None, None, grad=False, seed=3) + [torch.rand(3)]
+    want = [*_steps(lstm, xs, None, None, grad=True, seed=3), torch.rand(3)]
+    got = [*_steps(lstm, xs, None, None, grad=False, seed=3), torch.rand(3)]
     assert len(lean_calls) == 3
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -157,15 +157,14 @@ def _run_layers(
     if rows is None:
         return None
     settings = module.settings
-    drawn = _draws(module, x, widths, masks)
+    drawn = _draws(module, len(weights), x, widths, masks)
     cell_drawn = {name: t for name, t in drawn[0].items() if name != "dropout"}
     config, _ = cell_inputs(weights[0], settings, cell_drawn)  # (checks layer 0's options)
     B, (P, H) = x.shape[0], widths
-    shapes = {"recurrent_mask": (B, P), "zoneout_h": (B, P), "zoneout_c": (B, H), "dropout": (B, P)}
-    slot = _slot()
     for row, layer_drawn in zip(rows, drawn):
         for name, t in layer_drawn.items():
-            row[slot[name]] = _address(t, shapes[name], x, keep)
+            shape = (B, H) if name == "zoneout_c" else (B, P)
+            row[_slot()[name]] = _address(t, shape, x, keep)
     L = len(weights)
     h_n, c_n = np.empty((L, B, P), h.dtype), np.empty((L, B, H), h.dtype)
     table = np.array(rows, np.int64)
@@ -183,9 +182,8 @@ def _weight_rows(
     P, H = widths
     G = 4 * H
     present = [t is not None for t in weights[0]]
-    if present[2] != present[3] or any(
-        any(present[k] for k in group) != all(present[k] for k in group) for group in _GROUPS
-    ):  # fmt: skip
+    _, _, b_ih, b_hh, _, ci, cf, co, ln_ih, ln_hh, ln_c, ln_b = present  # whole or absent:
+    if not (b_ih == b_hh and ci == cf == co and ln_ih == ln_hh == ln_c == ln_b):
         return None
     upper = ((G, P), (G, P), (G,), (G,), (P, H), (H,), (H,), (H,), (G,), (G,), (H,), (H,))
     shapes = ((G, x.shape[1]), *upper[1:])
@@ -205,11 +203,6 @@ def _weight_rows(
     return rows
 
 
-#: :class:`~lstmkit.functional.LayerWeights`' option groups (field positions), whole or
-#: absent in a layer: the peepholes, the layer norms.
-_GROUPS = ((5, 6, 7), (8, 9, 10, 11))
-
-
 def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]) -> int:
     """The address of ``t``'s first element (a contiguous copy kept in ``keep`` where it
     is strided), or 0 unless it is a plain CPU tensor of ``like``'s dtype (``like`` on
@@ -223,17 +216,19 @@ def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]
 
 
 def _draws(
-    module: LSTM | LSTMCell, like: Tensor, widths: tuple[int, int],
+    module: LSTM | LSTMCell, layers: int, like: Tensor, widths: tuple[int, int],
     masks: Sequence[Tensor | None] | None,
 ) -> list[dict[str, Tensor]]:  # fmt: skip
     """Each layer's random tensors, in the general path's order: zoneout's keep masks
     ``(B, P)``, ``(B, H)`` (its rates in eval), then (below the top layer, in training)
     inter-layer dropout's scaled keep mask ``(B, P)``, as ``F.dropout`` draws it; and
     the layer's recurrent-dropout mask from ``masks``."""
+    B, L = like.shape[0], layers
+    p = module.dropout if L > 1 and module.training else 0.0  # (a cell has one layer)
     settings = dict(module.settings)
-    B, L = like.shape[0], getattr(module, "num_layers", 1)
     zoned = settings["zoneout"] != (0.0, 0.0)
-    p = getattr(module, "dropout", 0.0) if module.training else 0.0
+    if not zoned and masks is None and p == 0:
+        return [{}] * L  # (never written to)
     out = []
     for layer in range(L):
         drawn: dict[str, Tensor] = {}
@@ -273,7 +268,8 @@ def lean_cell(
     x = (input if batched else input[None]).detach().contiguous()  # (B, I)
     mask = cell._check_mask(mask, x.shape[0], batched)
     h_, c_ = _state_arrays(hx, batched, (x.shape[0], H), (x.shape[0], H), _NUMPY[x.dtype])
-    states = _run_layers(cell, x, h_[None], c_[None], (H, H), (mask,))
+    masks = None if mask is None else (mask,)
+    states = _run_layers(cell, x, h_[None], c_[None], (H, H), masks)
     if states is None:
         return None
     h_out, c_out = states[0][0], states[1][0]

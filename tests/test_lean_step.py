@@ -129,19 +129,61 @@ def _half_peepholes(lstm: lstmkit.LSTM) -> None:
     lstm.weight_ci_l1 = None
 
 
-@pytest.mark.parametrize("spoil", [_broken_weight, _half_peepholes], ids=["shape", "partial"])
-def test_a_spoilt_layer_gets_the_general_paths_error(spoil, lean_calls: list[int]) -> None:
+def _no_recurrent_weights(lstm: lstmkit.LSTM) -> None:
+    """No ``W_hh`` in any layer (the kernel takes its shapes from it)."""
+    lstm.weight_hh_l0 = lstm.weight_hh_l1 = None
+
+
+def _no_projection_weights(lstm: lstmkit.LSTM) -> None:
+    """``proj_size`` set but no ``W_hr`` in any layer (the general path then runs unprojected)."""
+    lstm.weight_hr_l0 = lstm.weight_hr_l1 = None
+
+
+def _negative_view(lstm: lstmkit.LSTM) -> None:
+    """A weight whose memory holds the negated values (a negative-bit view)."""
+    w = lstm.weight_hh_l0.detach().clone()
+    del lstm._parameters["weight_hh_l0"]
+    lstm.weight_hh_l0 = torch._neg_view(w)
+
+
+def _bad_dropout(lstm: lstmkit.LSTM) -> None:
+    """A dropout probability set out of range after construction."""
+    lstm.dropout = 1.5
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [_broken_weight, _half_peepholes, _no_recurrent_weights, _no_projection_weights,
+     _negative_view, _bad_dropout],
+    ids=["shape", "partial", "no-W_hh", "no-W_hr", "negative-bit", "dropout"],
+)  # fmt: skip
+def test_a_spoilt_module_takes_the_general_path(spoil, lean_calls: list[int]) -> None:
     """Every layer's weights are checked before the kernel reads them through their
-    addresses: a weight of the wrong shape or a layer with part of an option in a
-    two-layer stack runs the general path (its error), drawing nothing first."""
-    lstm = lstmkit.LSTM(4, 5, num_layers=2, peephole=True, dtype=D64)
+    addresses: a weight missing, of the wrong shape or whose memory is not its values,
+    a layer holding part of an option, or a bad dropout in a two-layer stack run the
+    general path (its result or its error), drawing nothing first."""
+    lstm = lstmkit.LSTM(4, 5, num_layers=2, peephole=True, proj_size=3, zoneout=0.2, dtype=D64)
+    _perturb_(lstm)
     spoil(lstm)
     x_t = torch.randn(2, 4, dtype=D64)
-    with pytest.raises((RuntimeError, ValueError)) as general:
-        lstm.step(x_t)
-    with torch.no_grad(), pytest.raises(general.type) as lean:
-        lstm.step(x_t)
-    assert str(lean.value) == str(general.value) and not lean_calls
+
+    def outcome(grad: bool) -> tuple:
+        torch.manual_seed(4)
+        try:
+            with torch.set_grad_enabled(grad):
+                y, (h, c) = lstm.step(x_t)
+        except (RuntimeError, ValueError, AttributeError, TypeError) as error:
+            return (type(error), str(error), torch.rand(2))
+        return (y.detach(), h.detach(), c.detach(), torch.rand(2))
+
+    want, got = outcome(True), outcome(False)
+    assert not lean_calls
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        if isinstance(b, torch.Tensor):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        else:
+            assert a == b
 
 
 def test_dropout_of_one_between_layers(lean_calls: list[int]) -> None:

@@ -40,8 +40,12 @@ _DTYPES = (torch.float32, torch.float64)
 
 def plain(t: object, like: Tensor) -> bool:
     """A plain tensor (or parameter; no other subclass, batched or fake tensor) on
-    ``like``'s device, of its dtype."""
-    return type(t) in _PLAIN and t.dtype == like.dtype and t.device == like.device
+    ``like``'s device, of its dtype, strided, without a negative bit (its memory holds
+    its values)."""
+    return (
+        type(t) in _PLAIN and t.dtype == like.dtype and t.device == like.device
+        and t.layout is torch.strided and not t.is_neg()
+    )  # fmt: skip
 
 
 _PLAIN = (Tensor, nn.Parameter)
@@ -56,7 +60,9 @@ def _usable(module: LSTM | LSTMCell, x_t: Tensor, masks: Sequence[Tensor | None]
         return False
     if x_t.device.type != "cpu" or x_t.dtype not in _DTYPES or torch.is_autocast_enabled("cpu"):
         return False
-    if type(x_t) is not Tensor or not all(plain(m, x_t) for m in masks or () if m is not None):
+    if type(x_t) is not Tensor or x_t.layout is not torch.strided or x_t.is_neg():
+        return False
+    if not all(plain(m, x_t) for m in masks or () if m is not None):
         return False
     return x_t.shape[-1] == module.input_size and not (x_t.dim() == 2 and x_t.shape[0] == 0)
 
@@ -158,6 +164,8 @@ def _run_layers(
         return None
     settings = module.settings
     drawn = _draws(module, len(weights), x, widths, masks)
+    if drawn is None:
+        return None
     cell_drawn = {name: t for name, t in drawn[0].items() if name != "dropout"}
     config, _ = cell_inputs(weights[0], settings, cell_drawn)  # (checks layer 0's options)
     B, (P, H) = x.shape[0], widths
@@ -182,9 +190,11 @@ def _weight_rows(
     P, H = widths
     G = 4 * H
     present = [t is not None for t in weights[0]]
-    _, _, b_ih, b_hh, _, ci, cf, co, ln_ih, ln_hh, ln_c, ln_b = present  # whole or absent:
-    if not (b_ih == b_hh and ci == cf == co and ln_ih == ln_hh == ln_c == ln_b):
+    w_ih, w_hh, b_ih, b_hh, w_hr, ci, cf, co, ln_ih, ln_hh, ln_c, ln_b = present
+    if not (w_ih and w_hh and w_hr == (P != H)):  # the kernel's shapes come from these
         return None
+    if not (b_ih == b_hh and ci == cf == co and ln_ih == ln_hh == ln_c == ln_b):
+        return None  # an option held in part
     upper = ((G, P), (G, P), (G,), (G,), (P, H), (H,), (H,), (H,), (G,), (G,), (H,), (H,))
     shapes = ((G, x.shape[1]), *upper[1:])
     drawn = [0] * (len(_slot()) - len(upper))
@@ -206,8 +216,10 @@ def _weight_rows(
 def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]) -> int:
     """The address of ``t``'s first element (a contiguous copy kept in ``keep`` where it
     is strided), or 0 unless it is a plain CPU tensor of ``like``'s dtype (``like`` on
-    the CPU) and of ``shape``."""
+    the CPU) and of ``shape`` whose memory holds its values (:func:`plain`)."""
     if type(t) not in _PLAIN or t.dtype != like.dtype or not t.is_cpu or t.shape != shape:
+        return 0
+    if t.layout is not torch.strided or t.is_neg():
         return 0
     if not t.is_contiguous():
         t = t.contiguous()
@@ -218,13 +230,16 @@ def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]
 def _draws(
     module: LSTM | LSTMCell, layers: int, like: Tensor, widths: tuple[int, int],
     masks: Sequence[Tensor | None] | None,
-) -> list[dict[str, Tensor]]:  # fmt: skip
+) -> list[dict[str, Tensor]] | None:  # fmt: skip
     """Each layer's random tensors, in the general path's order: zoneout's keep masks
     ``(B, P)``, ``(B, H)`` (its rates in eval), then (below the top layer, in training)
     inter-layer dropout's scaled keep mask ``(B, P)``, as ``F.dropout`` draws it; and
-    the layer's recurrent-dropout mask from ``masks``."""
+    the layer's recurrent-dropout mask from ``masks``. None (drawing nothing) for a
+    dropout probability outside [0, 1]."""
     B, L = like.shape[0], layers
-    p = module.dropout if L > 1 and module.training else 0.0  # (a cell has one layer)
+    p = float(module.dropout) if L > 1 and module.training else 0.0  # (a cell: one layer)
+    if not 0.0 <= p <= 1.0:
+        return None  # (the general path says what is wrong)
     settings = dict(module.settings)
     zoned = settings["zoneout"] != (0.0, 0.0)
     if not zoned and masks is None and p == 0:

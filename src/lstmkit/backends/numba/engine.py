@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ...functional import LayerWeights
 
 try:
-    from . import blas, layer, loops, numerics, routes, team, units, units_backward
+    from . import blas, layer, loops, numerics, routes, team, units
 except ImportError:  # numba is a dependency, but a broken install must not break lstmkit
     AVAILABLE = False
 else:
@@ -252,12 +252,7 @@ class NumbaEngine:
     :meth:`infer` for calls without autograd."""
 
     def forward(self, xg: Tensor, walk: Walk, buf: Buffers) -> None:
-        T, B = xg.shape[:2]
-        threads = _train_by_units("forward", T, B, walk, buf.config, xg.dtype)
-        if threads:
-            _units_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype), threads)
-            return
-        fewest = _training_rows_per_thread(B, walk, xg.dtype)
+        fewest = _training_rows_per_thread(xg.shape[1], walk, xg.dtype)
         _run_forward(xg, walk, buf.config, buf.tensors, _views(buf, xg.dtype), fewest)
 
     def infer(
@@ -340,33 +335,21 @@ class NumbaEngine:
         self, dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
         grads: Grads,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
-        T, B = grads.dgates.shape[:2]
-        threads = _train_by_units("backward", T, B, walk, buf.config, grads.dgates.dtype)
-        if threads:
-            _units_backward(dys, dcs, dh, dc, walk, buf, grads, threads)
-        else:
-            _rows_backward(dys, dcs, dh, dc, walk, buf, grads)
+        w_hh, w_hr, valid, reverse = walk
+        dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
+        cfg, ten, v = buf.config, buf.tensors, _views(buf, dtype)
+        peep, _, kinds = option_arrays(cfg, ten, dtype)
+        _on_rows(
+            loops.backward, B, _weights(w_hh, w_hr, False, dtype, dys.shape[0]),
+            _np(dys, dtype),
+            _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
+            v.acts, v.cs, v.tanh_cs, *(_np(x, dtype, 3) for x in (grads.dgates, grads.dhs)),
+            peep, v.gate_clipped, v.cell_clipped, _np(ten.get("recurrent_mask"), dtype), kinds,
+            _norm(cfg, ten, v.norm, dtype), _zoneout(cfg, ten, v.c_new, dtype),
+            *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
+            fewest=_training_rows_per_thread(B, walk, dtype),
+        )  # fmt: skip
         return dh, dc
-
-
-def _rows_backward(
-    dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
-    grads: Grads,
-) -> None:  # fmt: skip
-    """:meth:`NumbaEngine.backward`'s loop (:func:`.loops.backward`) over row ranges."""
-    w_hh, w_hr, valid, reverse = walk
-    dtype, B = grads.dgates.dtype, grads.dgates.shape[1]
-    cfg, ten, v = buf.config, buf.tensors, _views(buf, dtype)
-    peep, _, kinds = option_arrays(cfg, ten, dtype)
-    _on_rows(
-        loops.backward, B, _weights(w_hh, w_hr, False, dtype, dys.shape[0]), _np(dys, dtype),
-        _np(dcs, dtype, 3), _np(dh, dtype), _np(dc, dtype), _valid(valid), reverse,
-        v.acts, v.cs, v.tanh_cs, *(_np(x, dtype, 3) for x in (grads.dgates, grads.dhs)),
-        peep, v.gate_clipped, v.cell_clipped, _np(ten.get("recurrent_mask"), dtype), kinds,
-        _norm(cfg, ten, v.norm, dtype), _zoneout(cfg, ten, v.c_new, dtype),
-        *(_np(x, dtype, 3) for x in (grads.drec, grads.dnorm_c)),
-        fewest=_training_rows_per_thread(B, walk, dtype),
-    )  # fmt: skip
 
 
 class LayerPlan(NamedTuple):
@@ -637,110 +620,6 @@ def _by_units(
     )  # fmt: skip
     _shared(units.forward_units, args, T, threads)
     return _results(out, walk)
-
-
-def _units_forward(
-    xg: Tensor, walk: Walk, cfg: CellConfig, ten: Mapping[str, Tensor], out: Arrays,
-    threads: int,
-) -> None:  # fmt: skip
-    """The training forward loop split by hidden units across a team of ``threads``
-    (:func:`.units.forward_units_kept`): ``out`` filled as :func:`_run_forward` fills it."""
-    dt = xg.dtype
-    peep, clips, kinds = option_arrays(cfg, ten, dt)
-    keep_h, keep_c, _ = _zoneout(cfg, ten, out.c_new, dt)
-    kept = (out.acts, out.tanh_cs, out.gate_clipped, out.cell_clipped, out.c_new)
-    args = (
-        _np(xg.contiguous(), dt), _np(walk.w_hh.contiguous(), dt), _valid(walk.valid),
-        walk.reverse, out.cs, out.hs, peep, clips, kinds, _np(ten.get("recurrent_mask"), dt),
-        keep_h, keep_c, kept,
-    )  # fmt: skip
-    _shared(units.forward_units_kept, args, xg.shape[0], threads)
-
-
-def _units_backward(
-    dys: Tensor, dcs: Tensor | None, dh: Tensor, dc: Tensor, walk: Walk, buf: Buffers,
-    grads: Grads, threads: int,
-) -> None:  # fmt: skip
-    """:meth:`NumbaEngine.backward`'s loop split by hidden units across a team of
-    ``threads`` (:func:`.units_backward.backward_units`)."""
-    dt, T = grads.dgates.dtype, grads.dgates.shape[0]
-    cfg, ten, v = buf.config, buf.tensors, _views(buf, dt)
-    peep, _, kinds = option_arrays(cfg, ten, dt)
-    keep_h, keep_c, _ = _zoneout(cfg, ten, v.c_new, dt)
-    args = (
-        _np(dys, dt), _np(dcs, dt, 3), _np(dh, dt), _np(dc, dt), _valid(walk.valid),
-        walk.reverse, v.acts, v.cs, v.tanh_cs, _np(grads.dgates, dt), peep, v.gate_clipped,
-        v.cell_clipped, _np(ten.get("recurrent_mask"), dt), kinds, keep_h, keep_c,
-        _np(walk.w_hh.contiguous(), dt),
-    )  # fmt: skip
-    _shared(units_backward.backward_units, args, T, threads)
-
-
-def _train_by_units(
-    loop: str, T: int, B: int, walk: Walk, cfg: CellConfig, dtype: torch.dtype
-) -> int:
-    """The team size that runs a training loop (``"forward"`` or ``"backward"``) split
-    by hidden units (:func:`_units_forward`, :func:`_units_backward`), or 0 for row
-    ranges: only float32 batches one row range would hold, with torch's threads >= 2,
-    the options :func:`.units.supports`, at least the shorter of
-    :data:`UNITS_MEASURED_STEPS` steps, and where :func:`_train_units_win` times it faster."""
-    threads = torch.get_num_threads()
-    if dtype != torch.float32 or threads < 2 or len(row_ranges(B)) > 1:
-        return 0
-    if UNITS_MEASURED_STEPS[0] > T or not units.supports(cfg.layer_norm, walk.w_hr is not None):
-        return 0
-    return threads if _train_units_win(loop, T, B, walk.w_hh.shape[0], threads) else 0
-
-
-#: Per (loop, steps measured, B, 4H, torch's threads): whether the training loop ran
-#: faster split by units than over row ranges.
-_train_units_measured: dict[tuple[str, int, int, int, int], bool] = {}
-
-
-def _train_units_win(loop: str, T: int, B: int, G: int, threads: int) -> bool:
-    """Whether the training ``loop`` split by units beats it over row ranges (as
-    :func:`_training_rows_per_thread` splits them) at ``T`` steps: both timed once per
-    shape on random data (plain cell, at ``T`` rounded down to a power of two, at most
-    the longer of :data:`UNITS_MEASURED_STEPS`: the split's gain per step grows with
-    its share of the fixed costs) and the answer kept. On Zen 4 at B = 1, H = 64 the
-    split won ... (measured below)."""
-    steps = min(UNITS_MEASURED_STEPS[1], 1 << (T.bit_length() - 1))
-    key = (loop, steps, B, G, threads)
-    found = _train_units_measured.get(key)
-    if found is None:
-        found = _train_units_measured[key] = _measure_train_units(loop, steps, B, G, threads)
-    return found
-
-
-def _measure_train_units(loop: str, T: int, B: int, G: int, threads: int) -> bool:
-    g = torch.Generator().manual_seed(0)
-    H = G // 4
-    walk = Walk(_random(g, G, H), None, None, False)
-    xg = _random(g, T, B, G)
-    buf = Buffers(torch.empty(T, B, G), _random(g, T + 1, B, H), _random(g, T + 1, B, H),
-                  torch.empty(T, B, H), None)  # fmt: skip
-    out = _views(buf, torch.float32)
-    fewest = _training_rows_per_thread(B, walk, torch.float32)
-
-    def forward(split: bool) -> None:
-        if split:
-            _units_forward(xg, walk, PLAIN, NO_TENSORS, out, threads)
-        else:
-            _run_forward(xg, walk, PLAIN, NO_TENSORS, out, fewest)
-
-    if loop == "forward":
-        return blas.fastest(lambda: forward(True)) < blas.fastest(lambda: forward(False))
-    forward(False)  # the buffers the backward reads
-    dys, grads = _random(g, T, B, H), Grads(torch.empty(T, B, G))
-
-    def backward(split: bool) -> None:
-        dh, dc = torch.zeros(B, H), torch.zeros(B, H)
-        if split:
-            _units_backward(dys, None, dh, dc, walk, buf, grads, threads)
-        else:
-            _rows_backward(dys, None, dh, dc, walk, buf, grads)
-
-    return blas.fastest(lambda: backward(True)) < blas.fastest(lambda: backward(False))
 
 
 def _shared(kernel: Callable[..., None], args: tuple, T: int, threads: int) -> None:

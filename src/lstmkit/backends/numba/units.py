@@ -101,34 +101,8 @@ def forward_units(
     xg = np.empty((T, B, Gk), dt)  # its units' projection: the layer's, on dots
     project(x, wi, blas.DOTS, bi, bh, np.empty(0, dt), xg, 0, T, 0, B)
 
-    e3, m3 = np.empty((0, 0, 0), dt), np.empty((0, 0, 0), np.bool_)
     steps(xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
-          (e3, e3, m3, m3, e3), progress, part, parts, u0)  # fmt: skip
-
-
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
-def forward_units_kept(
-    xg, w_hh, valid, reverse, cs, hs, peep, clips, kinds, rmask, keep_h, keep_c, kept,
-    progress, part, parts,
-):  # fmt: skip
-    """Thread ``part`` of ``parts`` of a training forward loop (what a backward needs is
-    kept): from the layer's pre-activations ``xg (T, B, 4H)`` (its units' columns
-    gathered first); ``kept`` = (acts (T, B, 4H), tanh_cs (T, B, H), gate_clipped
-    (T, B, 4H) or empty, cell_clipped (T, B, H) or empty, c_new (T, B, H) or empty), each
-    thread writing its units' entries; the other arguments as :func:`forward_units`."""
-    T, B, G = xg.shape
-    H = G // 4
-    u0, u1 = unit_range(H, part, parts)
-    Hk = u1 - u0
-    xg_k = np.empty((T, B, 4 * Hk), xg.dtype)
-    for t in range(T):
-        for b in range(B):
-            for g in range(4):
-                for j in range(Hk):
-                    xg_k[t, b, g * Hk + j] = xg[t, b, g * H + u0 + j]
-    wh, wt, peep_k = _recurrent(w_hh, peep, u0, u1, B)
-    steps(xg_k, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
-          kept, progress, part, parts, u0)  # fmt: skip
+          progress, part, parts, u0)  # fmt: skip
 
 
 @njit(inline="always")
@@ -154,43 +128,17 @@ def _recurrent(w_hh, peep, u0, u1, B):
     return wh, wt, peep_k
 
 
-@njit(inline="always")
-def _keep_row(kept, t, b, u0, acts, tanh_c, gmask, cmask, c, zoned):
-    """Row ``b`` of step ``t`` of a thread's units (from ``u0``) into the kept buffers:
-    the activated gates (``acts`` is ``[i | f | g | o]`` of its ``Hk`` units each),
-    act(c_t), the clip masks where clipping, and c_t before zoneout mixes it."""
-    acts_out, tanh_out, gclip_out, cclip_out, cnew_out = kept
-    H, Hk = tanh_out.shape[2], tanh_c.shape[0]
-    for g in range(4):
-        for j in range(Hk):
-            acts_out[t, b, g * H + u0 + j] = acts[g * Hk + j]
-    for j in range(Hk):
-        tanh_out[t, b, u0 + j] = tanh_c[j]
-    if gmask.shape[0] > 0:
-        for g in range(4):
-            for j in range(Hk):
-                gclip_out[t, b, g * H + u0 + j] = gmask[g * Hk + j]
-    if cmask.shape[0] > 0:
-        for j in range(Hk):
-            cclip_out[t, b, u0 + j] = cmask[j]
-    if zoned:
-        for j in range(Hk):
-            cnew_out[t, b, u0 + j] = c[j]
-
-
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def steps(
-    xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c, kept,
+    xg, wh, wt, valid, reverse, cs, hs, peep_k, clips, kinds, rmask, keep_h, keep_c,
     progress, part, parts, u0,
 ):  # fmt: skip
     """The forward time loop over units ``u0 : u0 + Hk`` from their pre-activations
     ``xg (T, B, 4 Hk)``, ``wh`` (their rows of ``W_hh``) or ``wt`` (its transpose,
-    zero-padded to whole vectors: the row-by-row route, else empty); ``kept``: the
-    buffers a backward reads (:func:`forward_units_kept`), or five empty ones; the other
+    zero-padded to whole vectors: the row-by-row route, else empty); the other
     arguments as :func:`forward_units` takes them, ``peep_k`` cut to the units."""
     T, B, Gk = xg.shape
     P, Hk, dt = hs.shape[2], Gk // 4, xg.dtype
-    keeping, cnew_out = kept[0].shape[0] > 0, kept[4]
     by_row = wt.shape[0] > 0
     wide = wt.shape[1] if by_row else Gk
     masked, dropped, zoned = valid.shape[0] > 0, rmask.shape[0] > 0, keep_h.shape[0] > 0
@@ -226,14 +174,9 @@ def steps(
             if masked and not valid[t, b]:  # an ended sequence keeps its state
                 hs[nxt, b, u0 : u0 + Hk] = hs[prev, b, u0 : u0 + Hk]
                 cs[nxt, b, u0 : u0 + Hk] = c_prev[b]
-                if keeping and zoned:  # the backward's reductions read it (times zero)
-                    for j in range(Hk):
-                        cnew_out[t, b, u0 + j] = 0.0
                 continue
             forward_row(hw[b, :Gk], xg[t, b], c_prev[b], acts[b], c[b], tanh_c[b], m[b], peep_k,
                         clips, gmask[b], cmask[b], kinds, norm)  # fmt: skip
-            if keeping:  # its units' entries of the buffers the backward reads
-                _keep_row(kept, t, b, u0, acts[b], tanh_c[b], gmask[b], cmask[b], c[b], zoned)
             if zoned:  # h_t = h_new + k (h_{t-1} - h_new), likewise c
                 z = t if keep_h.shape[0] > 1 else 0
                 for j in range(Hk):

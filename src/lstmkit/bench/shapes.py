@@ -48,10 +48,11 @@ SHAPES: tuple[Shape, ...] = (
     Shape("S6", 100, 32, 256, 256, 2, bidirectional=True, what="S4 bidirectional"),
 )
 
-#: ``step()`` latency at batch 1: one time step per call.
+#: ``step()`` latency at batch 1: one time step per call (of one layer, or four).
 STEP_SHAPES: tuple[Shape, ...] = (
     Shape("step-H64", 1, 1, 64, 64, 1, what="step() latency", kind="step"),
     Shape("step-H256", 1, 1, 256, 256, 1, what="step() latency", kind="step"),
+    Shape("step-H64-L4", 1, 1, 64, 64, 4, what="step() latency, four layers", kind="step"),
 )
 
 #: ``LSTMCell`` without autograd, one call per step (against nn.LSTMCell).

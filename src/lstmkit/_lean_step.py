@@ -240,15 +240,15 @@ def _draws(
     p = float(module.dropout) if L > 1 and module.training else 0.0  # (a cell: one layer)
     if not 0.0 <= p <= 1.0:
         return None  # (the general path says what is wrong)
-    settings = dict(module.settings)
-    zoned = settings["zoneout"] != (0.0, 0.0)
+    zoned = _zoned(module.settings)
     if not zoned and masks is None and p == 0:
         return [{}] * L  # (never written to)
     out = []
     for layer in range(L):
         drawn: dict[str, Tensor] = {}
         if zoned:  # (1, B, *): this step's
-            keep = draw(like, 1, B, widths, settings, module.training, skip=("recurrent_dropout",))
+            keep = draw(like, 1, B, widths, dict(module.settings), module.training,
+                        skip=("recurrent_dropout",))  # fmt: skip
             drawn = {name: t[0] for name, t in keep.items()}
         if masks is not None and masks[layer] is not None:
             drawn["recurrent_mask"] = masks[layer]
@@ -256,6 +256,13 @@ def _draws(
             drawn["dropout"] = _dropout_mask(like, (B, widths[0]), p)
         out.append(drawn)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _zoned(settings: tuple[tuple[str, object], ...]) -> bool:
+    """Whether call settings (hashable, :func:`lstmkit.option_calls.call_settings`) have
+    zoneout on."""
+    return dict(settings)["zoneout"] != (0.0, 0.0)
 
 
 def _dropout_mask(like: Tensor, shape: tuple[int, int], p: float) -> Tensor:

@@ -31,7 +31,7 @@ from numba import carray, njit, types
 from numba.extending import intrinsic, overload
 
 from . import team
-from .engine import row_ranges, statics
+from .engine import MIN_ROWS_PER_THREAD, row_ranges, statics
 from .loops import dot_product
 from .numerics import FASTMATH
 from .rows import forward_row, normalize_row
@@ -219,7 +219,7 @@ def run_step_layers(
     range on each of torch's threads (:func:`.team.run_all`), every layer: rows are
     independent sequences."""
     clips, kinds = statics(config, dtype)
-    ranges = row_ranges(x.shape[0])
+    ranges = [(0, x.shape[0])] if x.shape[0] < MIN_ROWS_PER_THREAD * 2 else row_ranges(x.shape[0])
     if len(ranges) == 1:
         step_layers(x, h, c, table, h_n, c_n, clips, kinds, 0, x.shape[0])
         return

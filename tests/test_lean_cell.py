@@ -119,6 +119,19 @@ def test_bad_inputs_get_the_general_paths_errors(call, lean_calls: list[int]) ->
     assert str(lean.value) == str(general.value) and not lean_calls
 
 
+def test_a_wrong_weight_is_named_before_a_wrong_mask(lean_calls: list[int]) -> None:
+    """With both a weight of the wrong shape and a mask of the wrong shape, the general
+    path fails on the weight first (its product); so does the cell without autograd."""
+    cell = lstmkit.LSTMCell(4, 5, dtype=D64)
+    cell.weight_ih = torch.nn.Parameter(torch.randn(20, 3, dtype=D64))
+    x, mask = torch.randn(2, 4, dtype=D64), torch.ones(2, 4, dtype=D64)
+    with pytest.raises(RuntimeError) as general:
+        cell(x, recurrent_mask=mask)
+    with torch.no_grad(), pytest.raises(RuntimeError) as lean:
+        cell(x, recurrent_mask=mask)
+    assert str(lean.value) == str(general.value) and not lean_calls
+
+
 def test_training_without_a_mask_gets_the_general_paths_error(lean_calls: list[int]) -> None:
     cell = lstmkit.LSTMCell(4, 5, recurrent_dropout=0.5)
     with pytest.raises(ValueError) as general:

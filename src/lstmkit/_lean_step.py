@@ -17,7 +17,7 @@ so a seeded run gives the same numbers on either path.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -147,13 +147,17 @@ def _state_arrays(
 def _run_layers(
     module: LSTM | LSTMCell, x: Tensor, h: np.ndarray, c: np.ndarray,
     widths: tuple[int, int], masks: Sequence[Tensor | None] | None,
+    checked_mask: Callable[[], Tensor | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
     """Every layer's step from ``x (B, I)`` (contiguous) and the states ``h (L, B, P)``,
     ``c (L, B, H)``: the new states as fresh arrays, or None (having drawn nothing)
     when the step kernel cannot run the module's options or weights (the general path
     then runs, and raises what it finds wrong). Zoneout's masks (its rates in eval) and
     inter-layer dropout's are drawn as the general path draws them, layer by layer;
-    ``masks``: the recurrent-dropout masks, ``(B, P)`` each, as checked."""
+    ``masks``: the recurrent-dropout masks, ``(B, P)`` each, as checked; or
+    ``checked_mask()`` gives the one layer's (it raises the general path's error for a
+    wrong one), called once the weights are known right, as the general path checks
+    them first."""
     missing, kernel = _kernel()
     if missing and missing.intersection(module.options_used()):
         return None  # an option the step kernel does not implement
@@ -162,6 +166,9 @@ def _run_layers(
     rows = _weight_rows(weights, x, widths, keep)
     if rows is None:
         return None
+    if checked_mask is not None:
+        mask = checked_mask()
+        masks = None if mask is None else (mask,)
     settings = module.settings
     drawn = _draws(module, len(weights), x, widths, masks)
     if drawn is None:
@@ -280,7 +287,8 @@ def lean_cell(
     """``cell(input, hx, recurrent_mask=mask)`` in one compiled call (the step kernel on
     the cell's one layer), or None when it cannot run here: the conditions of
     :func:`lean_step`, with ``hx`` a pair ``(B, H)`` (``(H,)`` unbatched) or None. The
-    mask is checked by the cell (its errors), once the input is known to be right."""
+    mask is checked by the cell (its errors), once the input and the weights are known
+    to be right (the general path's order)."""
     if not _usable(cell, input, (mask,)) or input.dim() not in (1, 2):
         return None
     batched, H = input.dim() == 2, cell.hidden_size
@@ -288,10 +296,9 @@ def lean_cell(
     if not _states(hx, input, shape, shape):
         return None
     x = (input if batched else input[None]).detach().contiguous()  # (B, I)
-    mask = cell._check_mask(mask, x.shape[0], batched)
     h_, c_ = _state_arrays(hx, batched, (x.shape[0], H), (x.shape[0], H), _NUMPY[x.dtype])
-    masks = None if mask is None else (mask,)
-    states = _run_layers(cell, x, h_[None], c_[None], (H, H), masks)
+    states = _run_layers(cell, x, h_[None], c_[None], (H, H), None,
+                         lambda: cell._check_mask(mask, x.shape[0], batched))  # fmt: skip
     if states is None:
         return None
     h_out, c_out = states[0][0], states[1][0]

@@ -3,8 +3,8 @@ every layer (the ``compiled`` engine's :func:`~lstmkit.backends.numba.step.step_
 the step of a streaming loop (generation, the lab's step-by-step inference, a loop over
 a cell) without the ~20 torch calls and the Python around them that the general path
 spends per layer. The kernel reads the weights where torch keeps them, through a table
-of their addresses (:func:`_weight_table`: each checked for its shape, a contiguous
-copy made of a strided one); what a call draws goes in the same table.
+of their addresses (:func:`_weight_rows`: each tensor checked, a contiguous copy made
+of a strided one); what a call draws goes in the same table.
 
 It runs only where it gives exactly what the general path gives (to float rounding):
 no gradient wanted, float32/float64 CPU tensors of the weights' dtype, the ``auto`` or
@@ -120,10 +120,10 @@ def lean_step(
     L, B, dt = lstm.num_layers, x.shape[0], _NUMPY[x.dtype]
     P, H = widths
     h_, c_ = _state_arrays(hx, batched, (L, B, P), (L, B, H), dt)
-    h_n_ = _run_layers(lstm, x, h_, c_, widths, masks)
-    if h_n_ is None:
+    states = _run_layers(lstm, x, h_, c_, widths, masks)
+    if states is None:
         return None
-    h_n_, c_n_ = h_n_
+    h_n_, c_n_ = states
     y_ = h_n_[L - 1].copy()  # the output apart from the state
     if not batched:
         y_, h_n_, c_n_ = y_[0], h_n_[:, 0], c_n_[:, 0]
@@ -244,9 +244,12 @@ def _draws(
     the layer's recurrent-dropout mask from ``masks``. None (drawing nothing) for a
     dropout probability outside [0, 1]."""
     B, L = like.shape[0], layers
-    p = float(module.dropout) if L > 1 and module.training else 0.0  # (a cell: one layer)
-    if not 0.0 <= p <= 1.0:
+    try:
+        p = float(module.dropout) if L > 1 and module.training else 0.0  # (a cell: one layer)
+    except (TypeError, ValueError):
         return None  # (the general path says what is wrong)
+    if not 0.0 <= p <= 1.0:
+        return None
     zoned = _zoned(module.settings)
     if not zoned and masks is None and p == 0:
         return [{}] * L  # (never written to)

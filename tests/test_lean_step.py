@@ -151,11 +151,16 @@ def _bad_dropout(lstm: lstmkit.LSTM) -> None:
     lstm.dropout = 1.5
 
 
+def _dropout_no_number(lstm: lstmkit.LSTM) -> None:
+    """A dropout probability that is no number, set after construction."""
+    lstm.dropout = "half"
+
+
 @pytest.mark.parametrize(
     "spoil",
     [_broken_weight, _half_peepholes, _no_recurrent_weights, _no_projection_weights,
-     _negative_view, _bad_dropout],
-    ids=["shape", "partial", "no-W_hh", "no-W_hr", "negative-bit", "dropout"],
+     _negative_view, _bad_dropout, _dropout_no_number],
+    ids=["shape", "partial", "no-W_hh", "no-W_hr", "negative-bit", "dropout", "dropout-type"],
 )  # fmt: skip
 def test_a_spoilt_module_takes_the_general_path(spoil, lean_calls: list[int]) -> None:
     """Every layer's weights are checked before the kernel reads them through their

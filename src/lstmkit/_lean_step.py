@@ -222,11 +222,9 @@ def _weight_rows(
 
 def _address(t: Tensor, shape: tuple[int, ...], like: Tensor, keep: list[Tensor]) -> int:
     """The address of ``t``'s first element (a contiguous copy kept in ``keep`` where it
-    is strided), or 0 unless it is a plain CPU tensor of ``like``'s dtype (``like`` on
-    the CPU) and of ``shape`` whose memory holds its values (:func:`plain`)."""
-    if type(t) not in _PLAIN or t.dtype != like.dtype or not t.is_cpu or t.shape != shape:
-        return 0
-    if t.layout is not torch.strided or t.is_neg():
+    is strided), or 0 unless it is :func:`plain` like ``like`` (a CPU tensor) and of
+    ``shape``."""
+    if not plain(t, like) or t.shape != shape:
         return 0
     if not t.is_contiguous():
         t = t.contiguous()
